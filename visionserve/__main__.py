@@ -1,0 +1,3 @@
+from visionserve.cli import app
+
+app()

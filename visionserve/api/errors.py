@@ -1,0 +1,27 @@
+"""Mapping errors to JSON responses: `{"message": ...}` with the right status, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from visionserve.errors import VisionServeError
+
+logger = logging.getLogger(__name__)
+
+
+async def _known_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, VisionServeError)
+    return JSONResponse({"message": error.message}, status_code=error.status_code, headers=error.headers)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    logger.exception("unexpected error while serving %s %s", request.method, request.url.path)
+    return JSONResponse({"message": "Internal error."}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(VisionServeError, _known_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,70 @@
+"""Everything the routes share for the life of the server, built once at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import string
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from fastapi import Request
+
+from visionserve.config import Settings
+from visionserve.core import InferenceService
+from visionserve.images.fetch import UrlFetcher
+from visionserve.images.loader import ImageLoader
+from visionserve.models.builtin import BuiltinModels
+from visionserve.models.loader import load_model
+from visionserve.models.manager import ModelManager
+from visionserve.models.resolver import ModelResolver
+from visionserve.models.store import ModelStore
+from visionserve.runtime.onnx_model import RuntimeOptions
+
+T = TypeVar("T")
+
+
+def _server_id() -> str:
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(6))
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    store: ModelStore
+    manager: ModelManager
+    service: InferenceService
+    fetcher: UrlFetcher
+    executor: ThreadPoolExecutor
+    server_id: str = field(default_factory=_server_id)
+    ready: bool = False
+
+    @classmethod
+    def build(cls, settings: Settings) -> ServerState:
+        store = ModelStore(settings.models_dir)
+        runtime = RuntimeOptions(
+            providers=tuple(settings.execution_providers), intra_op_threads=settings.intra_op_threads
+        )
+        manager = ModelManager(
+            ModelResolver([store, BuiltinModels()]),
+            lambda model_id, package: load_model(model_id, package, runtime, settings.max_batch_size),
+            max_active=settings.max_active_models,
+        )
+        fetcher = UrlFetcher(settings.url_timeout_s, settings.url_max_bytes)
+        service = InferenceService(manager, ImageLoader(fetcher, settings.max_image_pixels), settings.max_batch_images)
+        executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="visionserve-worker")
+        return cls(settings, store, manager, service, fetcher, executor)
+
+    async def in_worker(self, function: Callable[..., T], *args: object) -> T:
+        """Run blocking work (decode, inference, model loads) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.fetcher.close()
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.visionserve

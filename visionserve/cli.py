@@ -1,0 +1,136 @@
+"""The `visionserve` command: run the server and manage the local model store."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from visionserve.config import Settings
+from visionserve.errors import VisionServeError
+from visionserve.models.builtin import BuiltinModels
+from visionserve.models.inspect import ManifestOverrides, import_onnx
+from visionserve.models.manifest import ResizeMode, Task
+from visionserve.models.store import ModelStore
+
+app = typer.Typer(help="Self-hosted inference server for computer-vision models.", no_args_is_help=True)
+models_app = typer.Typer(help="Manage the local model store ($VISIONSERVE_HOME/models).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup, plus our own loggers on the same handler."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["visionserve"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [env VISIONSERVE_HOST, default 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env VISIONSERVE_PORT, default 9001].")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes, each with its own models.")] = 1,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+) -> None:
+    """Run the HTTP server in the foreground."""
+    import uvicorn
+
+    flags = {"host": host, "port": port, "log_level": log_level}
+    for name, value in flags.items():
+        if value is not None:  # flags win over the environment, also in worker processes
+            os.environ[f"VISIONSERVE_{name.upper()}"] = str(value)
+    settings = Settings()
+    uvicorn.run(
+        "visionserve.api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+        log_config=_log_config(settings.log_level),
+    )
+
+
+def _parse_input_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    sides = [int(side) for side in text.replace("x", ",").split(",") if side.strip()]
+    if len(sides) not in (1, 2) or min(sides) <= 0:
+        raise typer.BadParameter("expected one size (640) or height,width (480,640)")
+    return (sides[0], sides[-1])
+
+
+@models_app.command("add")
+def models_add(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An ONNX file.")],
+    model_id: Annotated[str, typer.Option("--id", help="Id to serve it under, e.g. my-project/3.")],
+    classes: Annotated[str | None, typer.Option(help="Class names, comma-separated, in index order.")] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Input size: 640 or height,width.")] = None,
+    task: Annotated[str | None, typer.Option(help="detect, segment, classify, pose or obb.")] = None,
+    resize: Annotated[ResizeMode | None, typer.Option(help="How images are fitted to the input.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a model with the same id.")] = False,
+) -> None:
+    """Add an Ultralytics YOLO ONNX export to the local store, reading its metadata."""
+    try:
+        overrides = ManifestOverrides(
+            task=Task.parse(task) if task else None,
+            class_names=[name.strip() for name in classes.split(",") if name.strip()] if classes else None,
+            input_size=_parse_input_size(imgsz),
+            resize=resize,
+        )
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    store = ModelStore(Settings().models_dir)
+    try:
+        package = import_onnx(store, path, model_id, overrides, replace=force)
+    except (VisionServeError, FileExistsError, FileNotFoundError) as error:
+        message = error.message if isinstance(error, VisionServeError) else str(error)
+        raise _fail(message + (" (use --force to replace it)" if isinstance(error, FileExistsError) else "")) from None
+    manifest = package.manifest
+    console.print(
+        f"added [bold]{manifest.model_id}[/bold]: {manifest.task.value}, {len(manifest.class_names)} classes, "
+        f"input {'x'.join(map(str, manifest.input_size or ('dynamic',)))}, {manifest.resize.value}"
+    )
+    console.print(f"stored in {package.weights_path.parent}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the models this server can serve."""
+    builtin = BuiltinModels()
+    rows = [(manifest, "store") for manifest in ModelStore(Settings().models_dir).list()]
+    rows += [(package.manifest, "built in") for package in map(builtin.find, builtin.ids()) if package]
+    table = Table("id", "task", "classes", "input", "resize", "where")
+    for manifest, where in rows:
+        size = "x".join(map(str, manifest.input_size)) if manifest.input_size else "dynamic"
+        table.add_row(
+            manifest.model_id, manifest.task.value, str(len(manifest.class_names)), size, manifest.resize.value, where
+        )
+    console.print(table)
+
+
+@models_app.command("remove")
+def models_remove(model_id: Annotated[str, typer.Argument(help="Id of a stored model.")]) -> None:
+    """Delete a model from the local store."""
+    try:
+        removed = ModelStore(Settings().models_dir).remove(model_id)
+    except VisionServeError as error:
+        raise _fail(error.message) from None
+    if not removed:
+        raise _fail(f"no model {model_id} in the store")
+    console.print(f"removed {model_id}")

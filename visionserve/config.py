@@ -1,0 +1,61 @@
+"""Server settings, read from `VISIONSERVE_*` environment variables (flags override them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def default_home() -> Path:
+    return Path("~/.cache/visionserve").expanduser()
+
+
+class Settings(BaseSettings):
+    """Everything an operator can tune. Defaults are safe for a single machine."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONSERVE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Bind address; use 0.0.0.0 only to expose the server.")
+    port: int = Field(9001, ge=1, le=65535)
+    home: Path = Field(default_factory=default_home, description="Model store and server state.")
+    log_level: str = "info"
+
+    execution_providers: CommaList = Field(
+        default_factory=lambda: ["CPUExecutionProvider"],
+        description="ONNX Runtime providers in order of preference, e.g. CUDAExecutionProvider,CPUExecutionProvider.",
+    )
+    intra_op_threads: int = Field(0, ge=0, description="Threads per forward pass; 0 lets ONNX Runtime pick.")
+    inference_threads: int = Field(
+        default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)),
+        ge=1,
+        description="Worker threads that decode images and run models, so the event loop never blocks.",
+    )
+    max_active_models: int = Field(8, ge=1, description="Models kept in memory; least recently used go first.")
+    max_batch_size: int = Field(16, ge=1, description="Most images in one forward pass of a dynamic-batch model.")
+
+    url_timeout_s: float = Field(10.0, gt=0, description="Total time allowed to download an image URL.")
+    url_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest image download accepted.")
+    max_image_pixels: int = Field(50_000_000, ge=1, description="Largest decoded image (width x height).")
+    max_batch_images: int = Field(64, ge=1, description="Most images accepted in one request.")
+
+    @field_validator("execution_providers", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"

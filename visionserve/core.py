@@ -1,0 +1,72 @@
+"""The one inference path every wire protocol adapts to: model → images → predictions → response JSON.
+
+It runs in a worker thread: image decoding and ONNX Runtime release the GIL, so requests overlap and the
+event loop stays free for HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from visionserve.errors import InvalidRequestError
+from visionserve.images.loader import ImageLoader
+from visionserve.images.sources import ImageSpec
+from visionserve.models.manager import ModelManager
+from visionserve.models.manifest import Task
+
+
+@dataclass(frozen=True)
+class InferenceJob:
+    """A protocol-neutral request: which model, which images, and the task options as plain values."""
+
+    model_id: str
+    images: list[ImageSpec]
+    request_id: str
+    as_list: bool = False  # the caller sent a list, so it gets a list back, even of one
+    options: Mapping[str, Any] = field(default_factory=dict)
+    auto_orient: bool = True
+    expected_task: Task | None = None
+
+
+class InferenceService:
+    def __init__(self, manager: ModelManager, images: ImageLoader, max_batch_images: int) -> None:
+        self.manager = manager
+        self.images = images
+        self.max_batch_images = max_batch_images
+
+    def run(self, job: InferenceJob) -> list[dict[str, Any]]:
+        if len(job.images) > self.max_batch_images:
+            raise InvalidRequestError(
+                f"Too many images in one request: {len(job.images)}, the limit is {self.max_batch_images} "
+                "(VISIONSERVE_MAX_BATCH_IMAGES)."
+            )
+        if not job.images:
+            raise InvalidRequestError("The request contains no image.")
+        model = self.manager.get(job.model_id)
+        if job.expected_task is not None and model.task is not job.expected_task:
+            raise InvalidRequestError(
+                f"Model {job.model_id} is a {model.task.value} model, but this route serves "
+                f"{job.expected_task.value} models."
+            )
+        started = time.perf_counter()
+        pixels = [self.images.load(spec, job.auto_orient) for spec in job.images]
+        results = model.predictor.predict(pixels, job.options)
+        elapsed = time.perf_counter() - started
+        return [
+            {
+                "inference_id": job.request_id,
+                "time": elapsed,
+                "image": {"width": image.shape[1], "height": image.shape[0]},
+                **fields,
+            }
+            for image, fields in zip(pixels, results)
+        ]
+
+    def run_json(self, job: InferenceJob) -> bytes:
+        responses = self.run(job)
+        return orjson.dumps(responses if job.as_list else responses[0])

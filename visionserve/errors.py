@@ -1,0 +1,72 @@
+"""Errors a user can cause or fix, each carrying the HTTP status and the message the API returns.
+
+The texts follow the reference server's public messages where clients may match on them.
+"""
+
+from __future__ import annotations
+
+
+class VisionServeError(Exception):
+    """Base for every error that is mapped to a JSON `{"message": ...}` response."""
+
+    status_code: int = 500
+    headers: dict[str, str] | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InputImageError(VisionServeError):
+    """The request's image could not be read; the cause is shown to the caller."""
+
+    status_code = 400
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"Could not load input image. Cause: {cause}")
+        self.cause = cause
+
+
+class InvalidRequestError(VisionServeError):
+    status_code = 400
+
+
+class InvalidModelIdError(VisionServeError):
+    status_code = 400
+
+    def __init__(self, model_id: object) -> None:
+        super().__init__(
+            f"Invalid Model ID sent in request: {model_id!r}. Expected 'project/version' made of letters, "
+            "digits, '.', '_' and '-'."
+        )
+
+
+class ModelNotFoundError(VisionServeError):
+    status_code = 404
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(
+            f"Model '{model_id}' not found. Make sure that workspace, project or model you referred in request "
+            "exists: add local models with `visionserve models add`."
+        )
+
+
+class ModelPackageError(VisionServeError):
+    """The weights or manifest on disk cannot be served (broken file, unsupported layout)."""
+
+    status_code = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Model package is broken: {detail}")
+        self.detail = detail
+
+
+class TaskNotSupportedError(VisionServeError):
+    status_code = 501
+
+
+class ServiceUnavailableError(VisionServeError):
+    """A transient condition; clients (including the official SDK) retry these."""
+
+    status_code = 503
+    headers = {"Retry-After": "1"}

@@ -1,0 +1,100 @@
+"""Models in memory: loaded on first use, one load per id however many requests ask at once,
+least recently used evicted beyond the limit.
+
+A request holds its own reference to the model it runs, so evicting a model never breaks an inference
+that is already under way; memory is freed when the last such request finishes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from visionserve.errors import ServiceUnavailableError
+from visionserve.models.ids import validate_model_id
+from visionserve.models.loader import LoadedModel
+from visionserve.models.manifest import ModelPackage
+from visionserve.models.resolver import ModelResolver
+
+Loader = Callable[[str, ModelPackage], LoadedModel]
+
+
+class ModelManager:
+    def __init__(
+        self, resolver: ModelResolver, loader: Loader, max_active: int, load_wait_s: float = 300.0
+    ) -> None:
+        self._resolver = resolver
+        self._loader = loader
+        self._max_active = max_active
+        self._load_wait_s = load_wait_s
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._loading: dict[str, Future[LoadedModel]] = {}
+        self._pinned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str) -> LoadedModel:
+        """The loaded model, loading it if needed; concurrent callers share one load."""
+        validate_model_id(model_id)
+        with self._lock:
+            model = self._models.get(model_id)
+            if model is not None:
+                self._models.move_to_end(model_id)
+                return model
+            pending = self._loading.get(model_id)
+            loading_here = pending is None
+            if pending is None:
+                pending = self._loading[model_id] = Future()
+        if not loading_here:
+            try:
+                return pending.result(timeout=self._load_wait_s)
+            except FutureTimeout:
+                raise ServiceUnavailableError(
+                    f"Model {model_id} is still loading after {self._load_wait_s:.0f} s - retry request."
+                ) from None
+        try:
+            model = self._loader(model_id, self._resolver.resolve(model_id))
+        except BaseException as error:
+            with self._lock:
+                del self._loading[model_id]
+            pending.set_exception(error)
+            raise
+        with self._lock:
+            self._models[model_id] = model
+            del self._loading[model_id]
+            self._evict_beyond_limit()
+        pending.set_result(model)
+        return model
+
+    def pin(self, model_id: str) -> LoadedModel:
+        """Load a model that eviction must never drop (models named at start-up)."""
+        model = self.get(model_id)
+        with self._lock:
+            self._pinned.add(model_id)
+        return model
+
+    def loaded(self) -> list[LoadedModel]:
+        with self._lock:
+            return list(self._models.values())
+
+    def remove(self, model_id: str) -> bool:
+        with self._lock:
+            self._pinned.discard(model_id)
+            return self._models.pop(model_id, None) is not None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+            self._pinned.clear()
+
+    def _evict_beyond_limit(self) -> None:
+        """Drop least recently used, unpinned models until the limit holds (caller holds the lock).
+
+        The newest model always stays, so pinned models may push the count over the limit."""
+        for model_id in list(self._models)[:-1]:
+            if len(self._models) <= self._max_active:
+                return
+            if model_id not in self._pinned:
+                del self._models[model_id]

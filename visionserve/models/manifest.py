@@ -1,0 +1,80 @@
+"""What the server needs to know about a model beyond its weights, stored as `manifest.json`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_FILE = "manifest.json"
+WEIGHTS_FILE = "weights.onnx"
+
+
+class Task(str, Enum):
+    """Task types, spelled as the reference server's `/model/registry` reports them."""
+
+    OBJECT_DETECTION = "object-detection"
+    INSTANCE_SEGMENTATION = "instance-segmentation"
+    CLASSIFICATION = "classification"
+    KEYPOINT_DETECTION = "keypoint-detection"
+    ORIENTED_OBJECT_DETECTION = "oriented-object-detection"
+
+    @classmethod
+    def parse(cls, name: str) -> Task:
+        """Accept our names, the reference's and Ultralytics' (`detect`, `segment`, ...)."""
+        key = name.strip().lower()
+        task = _TASK_ALIASES.get(key)
+        if task is None:
+            try:
+                return cls(key)
+            except ValueError:
+                known = ", ".join(sorted({*_TASK_ALIASES, *(t.value for t in cls)}))
+                raise ValueError(f"unknown task {name!r}; expected one of: {known}") from None
+        return task
+
+
+_TASK_ALIASES = {
+    "detect": Task.OBJECT_DETECTION,
+    "segment": Task.INSTANCE_SEGMENTATION,
+    "classify": Task.CLASSIFICATION,
+    "pose": Task.KEYPOINT_DETECTION,
+    "obb": Task.ORIENTED_OBJECT_DETECTION,
+}
+
+
+class ResizeMode(str, Enum):
+    LETTERBOX = "letterbox"
+    STRETCH = "stretch"
+
+
+class ModelManifest(BaseModel):
+    """One model in the store. Unknown keys are ignored so newer stores stay readable."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+    format_version: int = 1
+    model_id: str
+    task: Task
+    class_names: list[str] = Field(min_length=1)
+    input_size: tuple[int, int] | None = Field(
+        None, description="Network input (height, width); None means the ONNX input shape decides."
+    )
+    stride: int = Field(32, ge=1)
+    resize: ResizeMode = ResizeMode.LETTERBOX
+    pad_value: int = Field(114, ge=0, le=255)
+    weights_file: str = WEIGHTS_FILE
+    weights_sha256: str | None = None
+    source: str | None = Field(None, description="Where the weights came from, for humans.")
+    added_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ModelPackage:
+    """A manifest plus the weights file it describes: everything needed to load a model."""
+
+    manifest: ModelManifest
+    weights_path: Path
+    builtin: bool = False

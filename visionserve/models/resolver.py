@@ -1,0 +1,27 @@
+"""Finding a model id's package: each source in turn, first match wins."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from visionserve.errors import ModelNotFoundError
+from visionserve.models.ids import validate_model_id
+from visionserve.models.manifest import ModelPackage
+
+
+class ModelSource(Protocol):
+    def find(self, model_id: str) -> ModelPackage | None: ...
+
+
+class ModelResolver:
+    def __init__(self, sources: Sequence[ModelSource]) -> None:
+        self.sources = list(sources)
+
+    def resolve(self, model_id: str) -> ModelPackage:
+        validate_model_id(model_id)
+        for source in self.sources:
+            package = source.find(model_id)
+            if package is not None:
+                return package
+        raise ModelNotFoundError(model_id)

@@ -1,0 +1,72 @@
+"""Reading the metadata Ultralytics writes into ONNX exports.
+
+Every value is `str(python_value)`: `names` is a dict literal with single quotes, `imgsz` a list, booleans are
+`True`/`False`. They are parsed with `ast.literal_eval`, which evaluates literals only and never runs code.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from visionserve.models.manifest import Task
+
+
+@dataclass(frozen=True)
+class UltralyticsMetadata:
+    task: Task | None = None
+    class_names: list[str] | None = None
+    input_size: tuple[int, int] | None = None  # (height, width)
+    stride: int | None = None
+    end_to_end: bool = False  # NMS (or a one-to-one head) is inside the graph
+
+
+def literal(text: str | None) -> object:
+    """Parse a Python literal; anything that is not a plain literal gives None."""
+    if text is None or len(text) > 1_000_000:
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def parse_class_names(value: object) -> list[str] | None:
+    """`{0: 'person', 1: 'car'}` or `['person', 'car']` → names in index order."""
+    if isinstance(value, list) and value:
+        return [str(name) for name in value]
+    if isinstance(value, dict) and value and all(isinstance(key, int) for key in value):
+        if sorted(value) != list(range(len(value))):
+            return None
+        return [str(value[index]) for index in range(len(value))]
+    return None
+
+
+def parse_input_size(value: object) -> tuple[int, int] | None:
+    """`[h, w]`, `(h, w)` or a single side `640`."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value, value
+    if isinstance(value, (list, tuple)) and len(value) in (1, 2):
+        sides = [side for side in value if isinstance(side, int) and not isinstance(side, bool) and side > 0]
+        if len(sides) == len(value):
+            return (sides[0], sides[-1])
+    return None
+
+
+def parse_metadata(props: Mapping[str, str]) -> UltralyticsMetadata:
+    task_name = props.get("task")
+    try:
+        task = Task.parse(task_name) if task_name else None
+    except ValueError:
+        task = None
+    stride = literal(props.get("stride"))
+    args = literal(props.get("args"))
+    nms_in_graph = isinstance(args, dict) and args.get("nms") is True
+    return UltralyticsMetadata(
+        task=task,
+        class_names=parse_class_names(literal(props.get("names"))),
+        input_size=parse_input_size(literal(props.get("imgsz"))),
+        stride=stride if isinstance(stride, int) and not isinstance(stride, bool) and stride > 0 else None,
+        end_to_end=nms_in_graph or literal(props.get("end2end")) is True,
+    )

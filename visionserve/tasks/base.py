@@ -1,0 +1,91 @@
+"""What every task shares: input size, batching, one warm-up pass at load, and request options."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from visionserve.errors import ModelPackageError
+from visionserve.models.manifest import ModelManifest, Task
+from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel
+from visionserve.tasks.preprocess import ImageTransform, build_input_batch
+
+DEFAULT_INPUT_SIZE = (640, 640)
+Options = Mapping[str, Any]
+ResponseFields = dict[str, Any]
+
+
+def option(options: Options, name: str, default: Any) -> Any:
+    """A request option, with None (absent or explicit null) meaning the default."""
+    value = options.get(name)
+    return default if value is None else value
+
+
+def confidence_option(options: Options, default: float) -> float:
+    """Numeric confidence, or the model's default for the reference's "best"/"default" keywords."""
+    value = options.get("confidence")
+    return default if value is None or isinstance(value, str) else float(value)
+
+
+def resolve_input_size(manifest: ModelManifest, runner: OnnxModel) -> tuple[int, int]:
+    """A fixed ONNX input shape wins; a dynamic one takes the manifest's size, else 640×640."""
+    fixed = runner.input_hw
+    if fixed and manifest.input_size and tuple(manifest.input_size) != fixed:
+        raise ModelPackageError(
+            f"manifest input size {list(manifest.input_size)} differs from the ONNX input {list(fixed)}"
+        )
+    return fixed or (tuple(manifest.input_size) if manifest.input_size else DEFAULT_INPUT_SIZE)
+
+
+class Predictor(ABC):
+    """Runs one model on a list of decoded images and shapes each result like the reference's JSON."""
+
+    task: ClassVar[Task]
+
+    def __init__(self, manifest: ModelManifest, runner: OnnxModel, max_batch_size: int) -> None:
+        self.manifest = manifest
+        self.runner = runner
+        self.input_hw = resolve_input_size(manifest, runner)
+        self.chunk_size = runner.batch_size or max_batch_size
+        probe = np.zeros((runner.batch_size or 1, 3, *self.input_hw), dtype=np.float32)
+        try:
+            shapes = [output.shape for output in runner.run(probe)]
+            self.configure(shapes)
+        except RUNTIME_ERRORS as error:
+            raise ModelPackageError(f"cannot serve {manifest.model_id} as {manifest.task.value}: {error}") from None
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.manifest.class_names
+
+    def class_name(self, class_id: int) -> str:
+        names = self.manifest.class_names
+        return names[class_id] if 0 <= class_id < len(names) else str(class_id)
+
+    @abstractmethod
+    def configure(self, output_shapes: list[tuple[int, ...]]) -> None:
+        """Check the outputs of the warm-up pass and remember how to read them."""
+
+    @abstractmethod
+    def parse_options(self, options: Options) -> Any:
+        """Request options (already type-checked by the API) → this task's parameters."""
+
+    @abstractmethod
+    def postprocess(self, outputs: list[np.ndarray], transform: ImageTransform, params: Any) -> ResponseFields:
+        """One image's outputs (batch axis removed) → `predictions` and any task-level response fields."""
+
+    def predict(self, images: list[np.ndarray], options: Options) -> list[ResponseFields]:
+        params = self.parse_options(options)
+        results: list[ResponseFields] = []
+        for start in range(0, len(images), self.chunk_size):
+            chunk = images[start : start + self.chunk_size]
+            tensor, transforms = build_input_batch(
+                chunk, self.input_hw, self.manifest.resize, self.manifest.pad_value, self.runner.batch_size
+            )
+            outputs = self.runner.run(tensor)
+            for index, transform in enumerate(transforms):
+                results.append(self.postprocess([output[index] for output in outputs], transform, params))
+        return results

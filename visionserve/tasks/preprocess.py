@@ -1,0 +1,87 @@
+"""Image → network input tensor, resized once and written straight into the batch tensor.
+
+Each image's `ImageTransform` records exactly how it was placed, so outputs map back without rounding drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from visionserve.models.manifest import ResizeMode
+
+_INV_255 = np.float32(1.0 / 255.0)
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Original image → network input: `input = original * scale + pad`, per axis."""
+
+    original_width: int
+    original_height: int
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+
+    def boxes_to_original(self, boxes: np.ndarray) -> np.ndarray:
+        """Map xyxy boxes from input pixels to original pixels, clipped to the image."""
+        out = np.empty_like(boxes)
+        out[:, 0::2] = (boxes[:, 0::2] - self.pad_x) / self.scale_x
+        out[:, 1::2] = (boxes[:, 1::2] - self.pad_y) / self.scale_y
+        np.clip(out[:, 0::2], 0, self.original_width, out=out[:, 0::2])
+        np.clip(out[:, 1::2], 0, self.original_height, out=out[:, 1::2])
+        return out
+
+
+def _write_chw_rgb(image_bgr: np.ndarray, out: np.ndarray) -> None:
+    """HWC BGR uint8 → CHW RGB floats in [0, 1], into `out` (a view of the batch tensor)."""
+    np.multiply(image_bgr.transpose(2, 0, 1)[::-1], _INV_255, out=out, casting="unsafe")
+
+
+def letterbox_into(image: np.ndarray, out: np.ndarray, pad_value: int) -> ImageTransform:
+    """Fit the image inside `out` ([3, H, W]) keeping its aspect ratio, centred on a grey border."""
+    target_h, target_w = out.shape[1:]
+    height, width = image.shape[:2]
+    ratio = min(target_h / height, target_w / width)
+    new_w = max(1, min(target_w, round(width * ratio)))
+    new_h = max(1, min(target_h, round(height * ratio)))
+    left, top = (target_w - new_w) // 2, (target_h - new_h) // 2
+    if (new_w, new_h) != (width, height):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    if (new_w, new_h) != (target_w, target_h):
+        out[...] = pad_value / 255.0
+    _write_chw_rgb(image, out[:, top : top + new_h, left : left + new_w])
+    return ImageTransform(width, height, new_w / width, new_h / height, float(left), float(top))
+
+
+def stretch_into(image: np.ndarray, out: np.ndarray) -> ImageTransform:
+    """Resize the image to fill `out` exactly, ignoring its aspect ratio."""
+    target_h, target_w = out.shape[1:]
+    height, width = image.shape[:2]
+    if (width, height) != (target_w, target_h):
+        image = cv2.resize(image, (target_w, target_h), interpolation=cv2.INTER_LINEAR)
+    _write_chw_rgb(image, out)
+    return ImageTransform(width, height, target_w / width, target_h / height, 0.0, 0.0)
+
+
+def build_input_batch(
+    images: list[np.ndarray],
+    input_hw: tuple[int, int],
+    mode: ResizeMode,
+    pad_value: int,
+    batch_size: int | None = None,
+) -> tuple[np.ndarray, list[ImageTransform]]:
+    """Stack images (BGR uint8) into one float32 [B, 3, H, W] tensor.
+
+    `batch_size` pads the batch with zeros for models with a fixed batch axis.
+    """
+    rows = max(len(images), batch_size or 0)
+    tensor = np.zeros((rows, 3, *input_hw), dtype=np.float32)
+    if mode is ResizeMode.STRETCH:
+        transforms = [stretch_into(image, tensor[index]) for index, image in enumerate(images)]
+    else:
+        transforms = [letterbox_into(image, tensor[index], pad_value) for index, image in enumerate(images)]
+    return tensor, transforms
