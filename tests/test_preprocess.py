@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from visionserve.models.manifest import ResizeMode
+from visionserve.tasks.preprocess import build_input_batch
+
+
+@pytest.mark.parametrize("size", [(480, 640), (640, 480), (320, 320), (1080, 1920), (37, 1001), (200, 100)])
+def test_letterbox_places_the_image_centred_and_maps_boxes_back_exactly(size: tuple[int, int]) -> None:
+    height, width = size
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    image[..., 2] = 255  # pure red in BGR
+    tensor, (transform,) = build_input_batch([image], (320, 320), ResizeMode.LETTERBOX, 114)
+    assert tensor.shape == (1, 3, 320, 320) and tensor.dtype == np.float32
+    red = tensor[0, 0] > 0.99  # channel 0 is R after BGR → RGB
+    rows, cols = np.flatnonzero(red.any(axis=1)), np.flatnonzero(red.any(axis=0))
+    assert (cols[0], rows[0]) == (transform.pad_x, transform.pad_y)
+    assert abs(transform.pad_x - (320 - 1 - cols[-1])) <= 1 and abs(transform.pad_y - (320 - 1 - rows[-1])) <= 1
+    assert np.allclose(tensor[0, :, 0, 0], 114 / 255) or (transform.pad_x == 0 and transform.pad_y == 0)
+    # The image corners land on the edges of the placed region, and map back to the original corners.
+    placed = np.array([[cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]], dtype=np.float32)
+    assert np.allclose(transform.boxes_to_original(placed), [[0, 0, width, height]], atol=1e-3)
+
+
+def test_stretch_fills_the_input_and_maps_back() -> None:
+    image = np.full((100, 400, 3), 255, dtype=np.uint8)
+    tensor, (transform,) = build_input_batch([image], (320, 320), ResizeMode.STRETCH, 114)
+    assert np.allclose(tensor, 1.0)
+    box = np.array([[80, 160, 160, 320]], dtype=np.float32)
+    assert np.allclose(transform.boxes_to_original(box), [[100, 50, 200, 100]])
+
+
+def test_boxes_are_clipped_to_the_image() -> None:
+    image = np.zeros((100, 200, 3), dtype=np.uint8)
+    _, (transform,) = build_input_batch([image], (320, 320), ResizeMode.LETTERBOX, 114)
+    box = np.array([[-50, -50, 400, 400]], dtype=np.float32)
+    assert np.allclose(transform.boxes_to_original(box), [[0, 0, 200, 100]])
+
+
+def test_channels_are_rgb_scaled_to_unit_range_and_batch_is_padded() -> None:
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    image[..., 0] = 255  # blue in BGR
+    tensor, _ = build_input_batch([image, image], (32, 32), ResizeMode.LETTERBOX, 114, batch_size=4)
+    assert tensor.shape == (4, 3, 32, 32)
+    assert np.allclose(tensor[:2, 2], 1.0) and np.allclose(tensor[:2, :2], 0.0)
+    assert not tensor[2:].any()
