@@ -5,12 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,58 +15,21 @@ import numpy as np
 import pytest
 import skimage.data
 
+from visionserve.server_process import ServerProcess
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`visionserve serve` in a subprocess, on a free loopback port, with its own home folder."""
+class Server(ServerProcess):
+    """A real server on a free loopback port, with its own home folder."""
 
     def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = home / "server.log"
-        self.env = {**os.environ, "VISIONSERVE_HOME": str(home), "VISIONSERVE_LOG_LEVEL": "warning", **(env or {})}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 60) -> Server:
-        self.home.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "visionserve", "serve", "--port", str(self.port)],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        home.mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            log_path=home / "server.log",
+            env={"VISIONSERVE_HOME": str(home), "VISIONSERVE_LOG_LEVEL": "warning", **(env or {})},
         )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/readiness", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server not ready after {timeout_s} s:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        self.home = home
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=120)
