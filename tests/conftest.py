@@ -6,6 +6,8 @@ import base64
 import functools
 import http.server
 import threading
+import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,8 +39,9 @@ class Server(ServerProcess):
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server with default settings for the whole session."""
-    running = Server(tmp_path_factory.mktemp("home")).start()
+    """One server with default settings for the whole session; only the tests' own loopback file server is
+    allowed as an image URL destination."""
+    running = Server(tmp_path_factory.mktemp("home"), {"VISIONSERVE_URL_ALLOW_HOSTS": "127.0.0.1"}).start()
     yield running
     running.stop()
 
@@ -64,17 +67,38 @@ def start_server(tmp_path: Path) -> Iterator:
         running.stop()
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
+class FileHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files, plus `/redirect?to=URL` (a 302) and `/slow/NAME?seconds=S` (the file, after a pause)."""
+
+    def do_GET(self) -> None:
+        parts = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(parts.query)
+        if parts.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", query["to"][0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if parts.path.startswith("/slow/"):
+            time.sleep(float(query.get("seconds", ["5"])[0]))
+            self.path = parts.path[len("/slow") :]
+        super().do_GET()
+
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+class QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients that hang up early (the server under test enforcing a size cap) are expected
 
 
 @pytest.fixture(scope="session")
 def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A loopback HTTP server for URL inputs: (base URL, the folder it serves)."""
     root = tmp_path_factory.mktemp("www")
-    handler = functools.partial(QuietHandler, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler = functools.partial(FileHandler, directory=str(root))
+    httpd = QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", root

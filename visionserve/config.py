@@ -39,12 +39,21 @@ class Settings(BaseSettings):
     max_active_models: int = Field(8, ge=1, description="Models kept in memory; least recently used go first.")
     max_batch_size: int = Field(16, ge=1, description="Most images in one forward pass of a dynamic-batch model.")
 
+    allow_url_input: bool = Field(True, description="Accept images given as http(s) URLs.")
+    url_allow_hosts: CommaList = Field(
+        default_factory=list,
+        description="Hosts exempt from the public-address rule for image URLs (e.g. an internal image store).",
+    )
+    allow_numpy_input: bool = Field(
+        False, description="Accept `numpy` images (pickled arrays, read by a restricted unpickler, or .npy bytes)."
+    )
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest request body accepted.")
     url_timeout_s: float = Field(10.0, gt=0, description="Total time allowed to download an image URL.")
     url_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest image download accepted.")
     max_image_pixels: int = Field(50_000_000, ge=1, description="Largest decoded image (width x height).")
     max_batch_images: int = Field(64, ge=1, description="Most images accepted in one request.")
 
-    @field_validator("execution_providers", mode="before")
+    @field_validator("execution_providers", "url_allow_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -6,6 +6,7 @@ event loop stays free for HTTP.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 import orjson
 
 from visionserve.errors import InvalidRequestError
+from visionserve.images.annotate import annotate
 from visionserve.images.loader import ImageLoader
 from visionserve.images.sources import ImageSpec
 from visionserve.models.manager import ModelManager
@@ -30,7 +32,13 @@ class InferenceJob:
     as_list: bool = False  # the caller sent a list, so it gets a list back, even of one
     options: Mapping[str, Any] = field(default_factory=dict)
     auto_orient: bool = True
-    expected_task: Task | None = None
+    expected_task: Task | None = None  # None: the model's own task decides (legacy route)
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    response: dict[str, Any]  # this image's JSON object, as the reference shapes it
+    visualization: bytes | None  # the annotated JPEG, when asked for
 
 
 class InferenceService:
@@ -39,14 +47,14 @@ class InferenceService:
         self.images = images
         self.max_batch_images = max_batch_images
 
-    def run(self, job: InferenceJob) -> list[dict[str, Any]]:
+    def run(self, job: InferenceJob) -> list[ImageResult]:
+        if not job.images:
+            raise InvalidRequestError("The request contains no image.")
         if len(job.images) > self.max_batch_images:
             raise InvalidRequestError(
                 f"Too many images in one request: {len(job.images)}, the limit is {self.max_batch_images} "
                 "(VISIONSERVE_MAX_BATCH_IMAGES)."
             )
-        if not job.images:
-            raise InvalidRequestError("The request contains no image.")
         model = self.manager.get(job.model_id)
         if job.expected_task is not None and model.task is not job.expected_task:
             raise InvalidRequestError(
@@ -55,18 +63,34 @@ class InferenceService:
             )
         started = time.perf_counter()
         pixels = [self.images.load(spec, job.auto_orient) for spec in job.images]
-        results = model.predictor.predict(pixels, job.options)
+        fields = model.predictor.predict(pixels, job.options)
         elapsed = time.perf_counter() - started
-        return [
-            {
+        results = []
+        for image, image_fields in zip(pixels, fields):
+            response = {
                 "inference_id": job.request_id,
                 "time": elapsed,
                 "image": {"width": image.shape[1], "height": image.shape[0]},
-                **fields,
+                **image_fields,
             }
-            for image, fields in zip(pixels, results)
-        ]
+            visualization = None
+            if job.options.get("visualize_predictions"):
+                visualization = annotate(
+                    image,
+                    response,
+                    stroke=job.options.get("visualization_stroke_width") or 1,
+                    labels=bool(job.options.get("visualization_labels")),
+                )
+            results.append(ImageResult(response, visualization))
+        return results
 
     def run_json(self, job: InferenceJob) -> bytes:
-        responses = self.run(job)
+        responses = [with_visualization(result) for result in self.run(job)]
         return orjson.dumps(responses if job.as_list else responses[0])
+
+
+def with_visualization(result: ImageResult) -> dict[str, Any]:
+    """The response object, led by the base64 JPEG when there is one (the reference's key order)."""
+    if result.visualization is None:
+        return result.response
+    return {"visualization": base64.b64encode(result.visualization).decode("ascii"), **result.response}

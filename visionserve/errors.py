@@ -13,7 +13,7 @@ class VisionServeError(Exception):
     headers: dict[str, str] | None = None
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
+        Exception.__init__(self, message)  # not super(): HTTP layers may mix in their own exception classes
         self.message = message
 
 
@@ -29,6 +29,10 @@ class InputImageError(VisionServeError):
 
 class InvalidRequestError(VisionServeError):
     status_code = 400
+
+
+class PayloadTooLargeError(VisionServeError):
+    status_code = 413
 
 
 class InvalidModelIdError(VisionServeError):

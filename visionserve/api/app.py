@@ -9,7 +9,8 @@ from fastapi import FastAPI
 
 from visionserve import __version__
 from visionserve.api.errors import install_error_handlers
-from visionserve.api.routes import infer, service
+from visionserve.api.limits import BodySizeLimit
+from visionserve.api.routes import infer, legacy, service
 from visionserve.api.state import ServerState
 from visionserve.config import Settings
 
@@ -35,6 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(service.router)
     app.include_router(infer.router)
+    app.include_router(legacy.router)  # last: its two-segment path would shadow any route added after it
     return app

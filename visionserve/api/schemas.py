@@ -23,8 +23,13 @@ _NOT_OPTIONS = frozenset({"id", "model_id", "image", "api_key"})
 class ImageInput(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    type: str = Field(description="How `value` carries the image: `base64` or `url` (case-insensitive).")
-    value: Any = Field(None, description="Base64 text (a `data:image/...;base64,` prefix is allowed) or a URL.")
+    type: str = Field(description="How `value` carries the image: `base64`, `url` or `numpy` (case-insensitive).")
+    value: Any = Field(
+        None,
+        description="Base64 text of an image file (a `data:image/...;base64,` prefix is allowed), an http(s) URL, "
+        "or for `numpy` the base64 of a pickled uint8 array or of .npy bytes (off unless "
+        "VISIONSERVE_ALLOW_NUMPY_INPUT=1).",
+    )
 
     @field_validator("type")
     @classmethod

@@ -52,8 +52,11 @@ class ServerState:
             lambda model_id, package: load_model(model_id, package, runtime, settings.max_batch_size),
             max_active=settings.max_active_models,
         )
-        fetcher = UrlFetcher(settings.url_timeout_s, settings.url_max_bytes)
-        service = InferenceService(manager, ImageLoader(fetcher, settings.max_image_pixels), settings.max_batch_images)
+        fetcher = UrlFetcher(
+            settings.url_timeout_s, settings.url_max_bytes, settings.url_allow_hosts, settings.allow_url_input
+        )
+        images = ImageLoader(fetcher, settings.max_image_pixels, settings.allow_numpy_input)
+        service = InferenceService(manager, images, settings.max_batch_images)
         executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="visionserve-worker")
         return cls(settings, store, manager, service, fetcher, executor)
 

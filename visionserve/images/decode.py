@@ -26,7 +26,7 @@ def header_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+def check_pixel_count(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise InputImageError(
             f"Image is {width}x{height} pixels, more than the limit of {max_pixels} pixels "
@@ -40,7 +40,7 @@ def decode_image(data: bytes, max_pixels: int, auto_orient: bool = True) -> np.n
         raise InputImageError("Empty image payload.")
     size = header_size(data)
     if size is not None:
-        _check_pixels(*size, max_pixels)
+        check_pixel_count(*size, max_pixels)
     flags = cv2.IMREAD_COLOR if auto_orient else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
@@ -48,5 +48,5 @@ def decode_image(data: bytes, max_pixels: int, auto_orient: bool = True) -> np.n
         image = None
     if image is None:
         raise InputImageError("Data is not an image: the bytes are in no image format this server decodes.")
-    _check_pixels(image.shape[1], image.shape[0], max_pixels)
+    check_pixel_count(image.shape[1], image.shape[0], max_pixels)
     return image

@@ -1,9 +1,18 @@
-"""Downloading image URLs with a deadline, a size cap, and every redirect hop checked again."""
+"""Downloading image URLs safely: http(s) only, public destinations only (no SSRF into loopback, private
+networks or cloud metadata), a deadline, a size cap, and every redirect hop checked again.
+
+The host is resolved and checked once, and the connection goes to that checked address, so a DNS answer that
+changes between the check and the connection (DNS rebinding) cannot redirect the download.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
-from urllib.parse import urljoin, urlsplit
+from collections.abc import Iterable
+from typing import NamedTuple
+from urllib.parse import urljoin
 
 import httpx
 
@@ -11,18 +20,35 @@ from visionserve import __version__
 from visionserve.errors import InputImageError
 
 MAX_REDIRECTS = 5
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def check_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputImageError("Provided image URL is invalid: only http:// and https:// URLs with a host are accepted.")
+def _is_public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+class _PinnedRequest(NamedTuple):
+    """A URL rewritten to the checked IP address, with the original Host header and TLS server name."""
+
+    url: httpx.URL
+    headers: dict[str, str]
+    extensions: dict[str, str]
+
+
+def _not_loaded(cause: str) -> InputImageError:
+    return InputImageError(f"Data pointed by URL could not be loaded: {cause}")
 
 
 class UrlFetcher:
-    def __init__(self, timeout_s: float, max_bytes: int) -> None:
+    def __init__(
+        self, timeout_s: float, max_bytes: int, allow_hosts: Iterable[str] = (), enabled: bool = True
+    ) -> None:
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
+        self.allow_hosts = frozenset(host.strip().lower() for host in allow_hosts if host.strip())
+        self.enabled = enabled
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout_s),
             follow_redirects=False,
@@ -34,24 +60,54 @@ class UrlFetcher:
         self._client.close()
 
     def fetch(self, url: str) -> bytes:
+        if not self.enabled:
+            raise InputImageError("Providing images via URL is disabled on this server (VISIONSERVE_ALLOW_URL_INPUT).")
         deadline = time.monotonic() + self.timeout_s
         for _ in range(MAX_REDIRECTS + 1):
-            check_url(url)
+            target = self._checked(url)
             try:
-                with self._client.stream("GET", url) as response:
+                with self._client.stream("GET", target.url, headers=target.headers, extensions=target.extensions) as response:
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue
                     if response.status_code != 200:
-                        raise InputImageError(
-                            f"Data pointed by URL could not be loaded: the server answered HTTP {response.status_code}."
-                        )
+                        raise _not_loaded(f"the server answered HTTP {response.status_code}.")
                     return self._read_capped(response, deadline)
+            except httpx.TimeoutException:
+                raise _not_loaded(f"no answer within {self.timeout_s:g} s.") from None
             except httpx.HTTPError as error:
-                raise InputImageError(
-                    f"Data pointed by URL could not be loaded: {type(error).__name__}."
-                ) from None
-        raise InputImageError(f"Data pointed by URL could not be loaded: more than {MAX_REDIRECTS} redirects.")
+                raise _not_loaded(f"{type(error).__name__}.") from None
+        raise _not_loaded(f"more than {MAX_REDIRECTS} redirects.")
+
+    def _checked(self, url: str) -> _PinnedRequest:
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            parsed = None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+            raise InputImageError("Provided image URL is invalid: only http:// and https:// URLs with a host are accepted.")
+        host = parsed.host.lower()
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        address = self._resolve(host, port)
+        pinned = parsed.copy_with(host=str(address))
+        extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
+        return _PinnedRequest(pinned, {"Host": parsed.netloc.decode("ascii")}, extensions)
+
+    def _resolve(self, host: str, port: int) -> IPAddress:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError):
+            raise _not_loaded(f"the host {host} cannot be resolved.") from None
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        if host not in self.allow_hosts:
+            for address in addresses:
+                if not _is_public(address):
+                    raise InputImageError(
+                        f"URL points to a network destination that is not allowed: {host} resolves to {address}, "
+                        "a loopback, private, link-local or otherwise non-public address. Add the host to "
+                        "VISIONSERVE_URL_ALLOW_HOSTS to allow it."
+                    )
+        return addresses[0]
 
     def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
         declared = response.headers.get("content-length", "")
@@ -63,11 +119,9 @@ class UrlFetcher:
             if size > self.max_bytes:
                 raise self._too_large()
             if time.monotonic() > deadline:
-                raise InputImageError(f"Data pointed by URL could not be loaded within {self.timeout_s:g} s.")
+                raise _not_loaded(f"the download took longer than {self.timeout_s:g} s.")
             chunks.append(chunk)
         return b"".join(chunks)
 
     def _too_large(self) -> InputImageError:
-        return InputImageError(
-            f"Image at URL is larger than {self.max_bytes} bytes (VISIONSERVE_URL_MAX_BYTES)."
-        )
+        return _not_loaded(f"the image is larger than {self.max_bytes} bytes (VISIONSERVE_URL_MAX_BYTES).")

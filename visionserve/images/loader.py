@@ -7,24 +7,40 @@ import numpy as np
 from visionserve.errors import InputImageError
 from visionserve.images.decode import decode_image
 from visionserve.images.fetch import UrlFetcher
-from visionserve.images.sources import ImageSpec, decode_base64
+from visionserve.images.numpy_input import array_from_bytes
+from visionserve.images.sources import ENCODED, ImageSpec, decode_base64
+
+NUMPY_DISABLED = (
+    "NumPy image type is not supported in this configuration: it is off by default because unpickling untrusted "
+    "data can run code. Set VISIONSERVE_ALLOW_NUMPY_INPUT=1 to accept plain arrays (pickled, read by a "
+    "restricted unpickler, or .npy bytes)."
+)
 
 
 class ImageLoader:
-    def __init__(self, fetcher: UrlFetcher, max_pixels: int) -> None:
+    def __init__(self, fetcher: UrlFetcher, max_pixels: int, allow_numpy: bool = False) -> None:
         self.fetcher = fetcher
         self.max_pixels = max_pixels
+        self.allow_numpy = allow_numpy
 
-    def encoded_bytes(self, spec: ImageSpec) -> bytes:
+    def load(self, spec: ImageSpec, auto_orient: bool = True) -> np.ndarray:
+        """Pixels as BGR uint8 [H, W, 3], whatever the declaration."""
+        if spec.type == "numpy":
+            if not self.allow_numpy:
+                raise InputImageError(NUMPY_DISABLED)
+            payload = spec.value if isinstance(spec.value, bytes) else decode_base64(spec.value)
+            return array_from_bytes(payload, self.max_pixels)
+        return decode_image(self._encoded(spec), self.max_pixels, auto_orient)
+
+    def _encoded(self, spec: ImageSpec) -> bytes:
         if spec.type == "base64":
             return decode_base64(spec.value)
         if spec.type == "url":
             if not isinstance(spec.value, str):
                 raise InputImageError("Provided image URL is invalid: the value must be a string.")
             return self.fetcher.fetch(spec.value)
+        if spec.type == ENCODED and isinstance(spec.value, bytes):  # uploads and raw bodies, never JSON
+            return spec.value
         raise InputImageError(
-            f"Image declaration contains not recognised image type {spec.type!r}; use 'base64' or 'url'."
+            f"Image declaration contains not recognised image type {spec.type!r}; use 'base64', 'url' or 'numpy'."
         )
-
-    def load(self, spec: ImageSpec, auto_orient: bool = True) -> np.ndarray:
-        return decode_image(self.encoded_bytes(spec), self.max_pixels, auto_orient)

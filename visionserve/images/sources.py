@@ -1,4 +1,4 @@
-"""Image declarations (`{"type": ..., "value": ...}`) → encoded image bytes."""
+"""Image declarations (`{"type": ..., "value": ...}`) and the payload formats they carry."""
 
 from __future__ import annotations
 
@@ -10,26 +10,47 @@ from typing import Any
 
 from visionserve.errors import InputImageError
 
-_DATA_URL_PREFIX = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,")
+ENCODED = "encoded"  # internal: bytes of an image file (multipart upload, raw body); not reachable from JSON
+
+_DATA_URL_PREFIX = re.compile(rb"^\s*data:image/[A-Za-z0-9.+-]+;base64,")
+_IMAGE_SIGNATURES = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",  # BMP
+    b"II*\x00",  # TIFF, little endian
+    b"MM\x00*",  # TIFF, big endian
+)
 
 
 @dataclass(frozen=True)
 class ImageSpec:
-    type: str  # lower case: base64, url, ...
+    type: str  # lower case: base64, url, numpy, or ENCODED
     value: Any
 
 
+def looks_like_image_file(data: bytes) -> bool:
+    """True for the formats whose files start with a signature no base64 text can (JPEG, PNG, WebP...)."""
+    return data.startswith(_IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
 def decode_base64(value: object) -> bytes:
-    """Standard base64 with an optional `data:image/...;base64,` prefix; stray characters are skipped,
-    as the reference does, but a truncated payload is an error."""
+    """Standard base64 with an optional `data:image/...;base64,` prefix; stray characters (line breaks) are
+    skipped, as the reference does, but a truncated payload is an error."""
     if isinstance(value, str):
-        value = _DATA_URL_PREFIX.sub("", value, count=1)
+        try:
+            value = value.encode("ascii")
+        except UnicodeEncodeError:
+            raise InputImageError("Malformed base64 input image: the text is not ASCII.") from None
     elif not isinstance(value, bytes):
         raise InputImageError("Malformed base64 input image: the value must be a string.")
+    if not value.strip():
+        raise InputImageError("Empty image payload.")
     try:
-        data = base64.b64decode(value)
+        data = base64.b64decode(_DATA_URL_PREFIX.sub(b"", value, count=1))
     except (binascii.Error, ValueError):
         raise InputImageError("Malformed base64 input image.") from None
-    if not data:
-        raise InputImageError("Empty image payload.")
+    if not data:  # only characters outside the base64 alphabet
+        raise InputImageError("Malformed base64 input image.")
     return data
