@@ -1,0 +1,71 @@
+"""The official `inference-sdk` client and `supervision`, installed from PyPI into their own venv (their pins
+clash with ours), work against our server unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Server, b64, encode, photo
+from tests.test_api_detection import without_ids
+
+ROOT = Path(__file__).parent.parent
+SDK_PYTHON = Path(os.environ.get("VISIONSERVE_SDK_PYTHON", ROOT / ".venv-sdk/bin/python"))
+SCRIPT = Path(__file__).parent / "official_sdk/run_client.py"
+
+
+def official_client(server: Server, model: str, images: list[Path], *flags: str) -> dict:
+    assert SDK_PYTHON.exists(), f"{SDK_PYTHON} is missing: `make test` creates it (inference-sdk + supervision)"
+    command = [str(SDK_PYTHON), str(SCRIPT), "--url", server.url, "--model", model, *flags, *map(str, images)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("sdk-photos")
+    paths = []
+    for name, ext in (("astronaut", ".jpg"), ("coffee", ".png"), ("chelsea", ".jpg")):
+        path = folder / f"{name}{ext}"
+        path.write_bytes(encode(photo(name), ext))
+        paths.append(path)
+    return paths
+
+
+def ours(client: httpx.Client, path: Path, confidence: float = 0.4) -> list[dict]:
+    body = {"model_id": "nudenet/1", "image": {"type": "base64", "value": b64(path.read_bytes())}, "confidence": confidence}
+    return without_ids(client.post("/infer/object_detection", json=body).json())
+
+
+def test_v0_mode_single_image(server: Server, client: httpx.Client, photos: list[Path]) -> None:
+    output = official_client(server, "nudenet/1", photos[:1], "--v0")
+    (item,) = output["results"]
+    assert without_ids(item["result"]) == ours(client, photos[0])
+    assert "FACE_FEMALE" in item["detections"]["class_name"]
+    face = item["detections"]["class_name"].index("FACE_FEMALE")
+    x1, y1, x2, y2 = item["detections"]["xyxy"][face]
+    assert 150 < (x1 + x2) / 2 < 300 and 80 < (y1 + y2) / 2 < 200
+
+
+def test_v0_mode_batch_with_concurrency_and_arrays(server: Server, client: httpx.Client, photos: list[Path]) -> None:
+    output = official_client(
+        server, "nudenet/1", photos, "--v0", "--arrays", "--confidence", "0.2",
+        "--max-batch-size", "2", "--max-concurrent-requests", "2",
+    )
+    results = output["results"]
+    assert [r["result"]["image"] for r in results] == [
+        {"width": 512, "height": 512}, {"width": 600, "height": 400}, {"width": 451, "height": 300}
+    ]
+    assert all(p["confidence"] >= 0.2 for r in results for p in r["result"]["predictions"])
+    assert len(results[0]["detections"]["xyxy"]) == len(results[0]["result"]["predictions"]) >= 1
+
+
+def test_v0_mode_errors_reach_the_client(server: Server, photos: list[Path]) -> None:
+    output = official_client(server, "no-such-model/1", photos[:1], "--v0")
+    assert output["error"]["status_code"] == 404 and "no-such-model/1" in output["error"]["message"]
