@@ -110,13 +110,17 @@ def test_url_and_data_url_inputs(client: httpx.Client, file_server: tuple) -> No
     assert without_ids(by_data_url.json()) == without_ids(by_value.json())
 
 
-def test_exif_orientation_is_applied_unless_disabled(client: httpx.Client) -> None:
-    stored = cv2.cvtColor(photo("coffee"), cv2.COLOR_BGR2RGB)  # 600 wide, 400 high as stored
+def exif_rotated_jpeg() -> bytes:
+    """The coffee photo (600 wide, 400 high as stored) tagged to be displayed rotated 90° clockwise."""
     exif = Image.Exif()
-    exif[0x0112] = 6  # display rotated 90° clockwise
+    exif[0x0112] = 6
     buffer = io.BytesIO()
-    Image.fromarray(stored).save(buffer, "JPEG", quality=95, exif=exif.tobytes())
-    jpeg = buffer.getvalue()
+    Image.fromarray(cv2.cvtColor(photo("coffee"), cv2.COLOR_BGR2RGB)).save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def test_exif_orientation_is_applied_unless_disabled(client: httpx.Client) -> None:
+    jpeg = exif_rotated_jpeg()
     rotated = detect(client, {"type": "base64", "value": b64(jpeg)}, confidence=0.05).json()
     assert rotated["image"] == {"width": 400, "height": 600}
     as_stored = detect(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import b64, encode, image_value, photo
-from tests.test_api_detection import without_ids
+from tests.test_api_detection import exif_rotated_jpeg, without_ids
 
 URL = "/nudenet/1"
 
@@ -122,6 +122,16 @@ def test_format_image_and_json_adds_the_visualization(client: httpx.Client, jpeg
 def test_grayscale_rgba_webp(client: httpx.Client, name: str, ext: str, size: tuple) -> None:
     response = client.post(URL, content=encode(photo(name), ext))
     assert response.status_code == 200 and response.json()["image"] == {"width": size[0], "height": size[1]}
+
+
+def test_exif_orientation(client: httpx.Client) -> None:
+    jpeg = exif_rotated_jpeg()
+    rotated = client.post(URL, content=jpeg, params={"confidence": 0.05})
+    assert rotated.json()["image"] == {"width": 400, "height": 600}
+    as_stored = client.post(URL, content=jpeg, params={"confidence": 0.05, "disable_preproc_auto_orient": "true"})
+    assert as_stored.json()["image"] == {"width": 600, "height": 400}
+    v2 = {"model_id": "nudenet/1", "image": {"type": "base64", "value": b64(jpeg)}, "confidence": 0.05}
+    assert without_ids(rotated.json()) == without_ids(client.post("/infer/object_detection", json=v2).json())
 
 
 def test_unknown_model_comes_before_image_errors(client: httpx.Client) -> None:
