@@ -29,7 +29,9 @@ class Server(ServerProcess):
         home.mkdir(parents=True, exist_ok=True)
         super().__init__(
             log_path=home / "server.log",
-            env={"VISIONSERVE_HOME": str(home), "VISIONSERVE_LOG_LEVEL": "warning", **(env or {})},
+            # Tests touch loopback only: no weights API unless a test starts its own.
+            env={"VISIONSERVE_HOME": str(home), "VISIONSERVE_LOG_LEVEL": "warning", "VISIONSERVE_WEIGHTS_API": "",
+                 **(env or {})},
         )
         self.home = home
 

@@ -11,7 +11,7 @@ from visionserve.models.resolver import ModelResolver
 
 
 class FakeSource:
-    def find(self, model_id: str) -> ModelPackage | None:
+    def find(self, model_id: str, api_key: str | None = None) -> ModelPackage | None:
         if model_id.startswith("missing"):
             return None
         manifest = ModelManifest(model_id=model_id, task=Task.OBJECT_DETECTION, class_names=["a"])

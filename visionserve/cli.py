@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import copy
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import DownloadColumn, Progress
 from rich.table import Table
 
 from visionserve.config import Settings
 from visionserve.errors import VisionServeError
+from visionserve.logs import log_config
+from visionserve.models.aliases import resolve_alias
 from visionserve.models.builtin import BuiltinModels
-from visionserve.models.inspect import ManifestOverrides, import_onnx
+from visionserve.models.inspect import ManifestOverrides, import_model
 from visionserve.models.manifest import ResizeMode, Task
+from visionserve.models.remote import RemoteModels
 from visionserve.models.store import ModelStore
+from visionserve.models.weights_api import WeightsApi
 
 app = typer.Typer(help="Self-hosted inference server for computer-vision models.", no_args_is_help=True)
 models_app = typer.Typer(help="Manage the local model store ($VISIONSERVE_HOME/models).", no_args_is_help=True)
@@ -31,26 +36,20 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging setup, plus our own loggers on the same handler."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["visionserve"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
-    return config
-
-
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [env VISIONSERVE_HOST, default 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [env VISIONSERVE_PORT, default 9001].")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes, each with its own models.")] = 1,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Load (and pin) this model before reporting ready; repeatable.")
+    ] = None,
 ) -> None:
     """Run the HTTP server in the foreground."""
     import uvicorn
 
-    flags = {"host": host, "port": port, "log_level": log_level}
+    flags = {"host": host, "port": port, "log_level": log_level, "preload_models": ",".join(model) if model else None}
     for name, value in flags.items():
         if value is not None:  # flags win over the environment, also in worker processes
             os.environ[f"VISIONSERVE_{name.upper()}"] = str(value)
@@ -62,7 +61,7 @@ def serve(
         port=settings.port,
         workers=workers,
         log_level=settings.log_level,
-        log_config=_log_config(settings.log_level),
+        log_config=log_config(settings.log_level),
     )
 
 
@@ -77,7 +76,7 @@ def _parse_input_size(text: str | None) -> tuple[int, int] | None:
 
 @models_app.command("add")
 def models_add(
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An ONNX file.")],
+    path: Annotated[Path, typer.Argument(exists=True, help="An ONNX file, or a Roboflow package folder.")],
     model_id: Annotated[str, typer.Option("--id", help="Id to serve it under, e.g. my-project/3.")],
     classes: Annotated[str | None, typer.Option(help="Class names, comma-separated, in index order.")] = None,
     imgsz: Annotated[str | None, typer.Option(help="Input size: 640 or height,width.")] = None,
@@ -85,7 +84,7 @@ def models_add(
     resize: Annotated[ResizeMode | None, typer.Option(help="How images are fitted to the input.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a model with the same id.")] = False,
 ) -> None:
-    """Add an Ultralytics YOLO ONNX export to the local store, reading its metadata."""
+    """Add an Ultralytics YOLO ONNX export (reading its metadata) or a Roboflow model package to the store."""
     try:
         overrides = ManifestOverrides(
             task=Task.parse(task) if task else None,
@@ -97,7 +96,7 @@ def models_add(
         raise _fail(str(error)) from None
     store = ModelStore(Settings().models_dir)
     try:
-        package = import_onnx(store, path, model_id, overrides, replace=force)
+        package = import_model(store, path, model_id, overrides, replace=force)
     except (VisionServeError, FileExistsError, FileNotFoundError) as error:
         message = error.message if isinstance(error, VisionServeError) else str(error)
         raise _fail(message + (" (use --force to replace it)" if isinstance(error, FileExistsError) else "")) from None
@@ -107,6 +106,48 @@ def models_add(
         f"input {'x'.join(map(str, manifest.input_size or ('dynamic',)))}, {manifest.resize.value}"
     )
     console.print(f"stored in {package.weights_path.parent}")
+
+
+@models_app.command("pull")
+def models_pull(
+    model_id: Annotated[str, typer.Argument(help="project/version, or a public alias such as yolov8n-640.")],
+    api_key: Annotated[
+        str | None, typer.Option(help="Key for the weights API [env VISIONSERVE_WEIGHTS_API_KEY or ROBOFLOW_API_KEY].")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Download again even if the store has it.")] = False,
+) -> None:
+    """Download a model from the weights API into the local store, so the server can run it offline."""
+    settings = Settings()
+    if not settings.weights_api:
+        raise _fail("no weights API is configured (VISIONSERVE_WEIGHTS_API is empty)")
+    model_id = resolve_alias(model_id)
+    store = ModelStore(settings.models_dir)
+    try:
+        if store.find(model_id) and not force:
+            console.print(f"{model_id} is already in the store ({store.directory(model_id)}); --force downloads it again")
+            return
+        if force:
+            store.remove(model_id)
+        with Progress(*Progress.get_default_columns(), DownloadColumn(), console=console) as progress:
+            remote = RemoteModels(
+                WeightsApi(settings.weights_api, settings.weights_api_timeout_s),
+                store,
+                default_api_key=settings.weights_api_key,
+                progress=lambda name: _progress_bar(progress, name),
+            )
+            package = remote.find(model_id, api_key)
+    except VisionServeError as error:
+        raise _fail(error.message) from None
+    manifest = package.manifest
+    console.print(
+        f"pulled [bold]{model_id}[/bold]: {manifest.task.value}, {len(manifest.class_names)} classes, "
+        f"stored in {package.weights_path.parent}"
+    )
+
+
+def _progress_bar(progress: Progress, name: str) -> Callable[[int, int | None], None]:
+    task = progress.add_task(f"downloading {name}", total=None)
+    return lambda done, total: progress.update(task, completed=done, total=total)
 
 
 @models_app.command("list")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
@@ -19,7 +19,7 @@ def default_home() -> Path:
 class Settings(BaseSettings):
     """Everything an operator can tune. Defaults are safe for a single machine."""
 
-    model_config = SettingsConfigDict(env_prefix="VISIONSERVE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="VISIONSERVE_", extra="ignore", populate_by_name=True)
 
     host: str = Field("127.0.0.1", description="Bind address; use 0.0.0.0 only to expose the server.")
     port: int = Field(9001, ge=1, le=65535)
@@ -35,6 +35,19 @@ class Settings(BaseSettings):
         default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)),
         ge=1,
         description="Worker threads that decode images and run models, so the event loop never blocks.",
+    )
+    weights_api: str = Field(
+        "https://api.roboflow.com",
+        description="Base URL of a Roboflow-compatible weights API for models not in the store; empty: offline.",
+    )
+    weights_api_key: str | None = Field(
+        None,
+        validation_alias=AliasChoices("VISIONSERVE_WEIGHTS_API_KEY", "ROBOFLOW_API_KEY"),
+        description="API key for the weights API when a request carries none.",
+    )
+    weights_api_timeout_s: float = Field(30.0, gt=0)
+    preload_models: CommaList = Field(
+        default_factory=list, description="Models loaded (and never evicted) before the server reports ready."
     )
     max_active_models: int = Field(8, ge=1, description="Models kept in memory; least recently used go first.")
     max_batch_size: int = Field(16, ge=1, description="Most images in one forward pass of a dynamic-batch model.")
@@ -53,7 +66,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(50_000_000, ge=1, description="Largest decoded image (width x height).")
     max_batch_images: int = Field(64, ge=1, description="Most images accepted in one request.")
 
-    @field_validator("execution_providers", "url_allow_hosts", mode="before")
+    @field_validator("execution_providers", "url_allow_hosts", "preload_models", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

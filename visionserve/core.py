@@ -33,6 +33,7 @@ class InferenceJob:
     options: Mapping[str, Any] = field(default_factory=dict)
     auto_orient: bool = True
     expected_task: Task | None = None  # None: the model's own task decides (legacy route)
+    api_key: str | None = None  # only ever forwarded to the weights API
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class InferenceService:
                 f"Too many images in one request: {len(job.images)}, the limit is {self.max_batch_images} "
                 "(VISIONSERVE_MAX_BATCH_IMAGES)."
             )
-        model = self.manager.get(job.model_id)
+        model = self.manager.get(job.model_id, job.api_key)
         if job.expected_task is not None and model.task is not job.expected_task:
             raise InvalidRequestError(
                 f"Model {job.model_id} is a {model.task.value} model, but this route serves "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,7 +11,7 @@ from fastapi import FastAPI
 from visionserve import __version__
 from visionserve.api.errors import install_error_handlers
 from visionserve.api.limits import BodySizeLimit
-from visionserve.api.routes import infer, legacy, service
+from visionserve.api.routes import infer, legacy, models, service
 from visionserve.api.state import ServerState
 from visionserve.config import Settings
 
@@ -22,10 +23,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ServerState.build(settings)
         app.state.visionserve = state
-        state.ready = True
+        preloading = asyncio.create_task(state.preload())
         try:
             yield
         finally:
+            preloading.cancel()
             state.close()
 
     app = FastAPI(
@@ -39,5 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(service.router)
     app.include_router(infer.router)
+    app.include_router(models.router)
     app.include_router(legacy.router)  # last: its two-segment path would shadow any route added after it
     return app

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from visionserve.core import InferenceJob
 from visionserve.images.sources import ImageSpec
+from visionserve.models.aliases import resolve_alias
 from visionserve.models.ids import validate_model_id
 from visionserve.models.manifest import Task
 
@@ -60,16 +61,17 @@ class InferenceRequest(BaseModel):
     disable_preproc_grayscale: bool = False
     disable_preproc_static_crop: bool = False
 
-    def to_job(self, task: Task) -> InferenceJob:
+    def to_job(self, task: Task, api_key: str | None) -> InferenceJob:
         images = self.image if isinstance(self.image, list) else [self.image]
         return InferenceJob(
-            model_id=validate_model_id(self.model_id),
+            model_id=validate_model_id(resolve_alias(self.model_id) if self.model_id else self.model_id),
             images=[image.spec() for image in images],
             request_id=self.id,
             as_list=isinstance(self.image, list),
             options=self.model_dump(exclude=_NOT_OPTIONS),
             auto_orient=not self.disable_preproc_auto_orient,
             expected_task=task,
+            api_key=api_key,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import string
 from collections.abc import Callable
@@ -16,14 +17,19 @@ from visionserve.config import Settings
 from visionserve.core import InferenceService
 from visionserve.images.fetch import UrlFetcher
 from visionserve.images.loader import ImageLoader
+from visionserve.errors import VisionServeError
+from visionserve.models.aliases import resolve_alias
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.loader import load_model
 from visionserve.models.manager import ModelManager
-from visionserve.models.resolver import ModelResolver
+from visionserve.models.remote import RemoteModels
+from visionserve.models.resolver import ModelResolver, ModelSource
 from visionserve.models.store import ModelStore
+from visionserve.models.weights_api import WeightsApi
 from visionserve.runtime.onnx_model import RuntimeOptions
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 def _server_id() -> str:
@@ -38,17 +44,22 @@ class ServerState:
     service: InferenceService
     fetcher: UrlFetcher
     executor: ThreadPoolExecutor
+    weights_api: WeightsApi | None
     server_id: str = field(default_factory=_server_id)
     ready: bool = False
 
     @classmethod
     def build(cls, settings: Settings) -> ServerState:
         store = ModelStore(settings.models_dir)
+        sources: list[ModelSource] = [store, BuiltinModels()]
+        weights_api = WeightsApi(settings.weights_api, settings.weights_api_timeout_s) if settings.weights_api else None
+        if weights_api is not None:
+            sources.append(RemoteModels(weights_api, store, settings.weights_api_key))
         runtime = RuntimeOptions(
             providers=tuple(settings.execution_providers), intra_op_threads=settings.intra_op_threads
         )
         manager = ModelManager(
-            ModelResolver([store, BuiltinModels()]),
+            ModelResolver(sources),
             lambda model_id, package: load_model(model_id, package, runtime, settings.max_batch_size),
             max_active=settings.max_active_models,
         )
@@ -58,15 +69,27 @@ class ServerState:
         images = ImageLoader(fetcher, settings.max_image_pixels, settings.allow_numpy_input)
         service = InferenceService(manager, images, settings.max_batch_images)
         executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="visionserve-worker")
-        return cls(settings, store, manager, service, fetcher, executor)
+        return cls(settings, store, manager, service, fetcher, executor, weights_api)
 
     async def in_worker(self, function: Callable[..., T], *args: object) -> T:
         """Run blocking work (decode, inference, model loads) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
+    async def preload(self) -> None:
+        """Load the start-up models, pinned, then report ready. A model that fails is logged and skipped, as the
+        reference does, so one bad id does not keep the server out of service."""
+        for model_id in self.settings.preload_models:
+            try:
+                await self.in_worker(self.manager.pin, resolve_alias(model_id), self.settings.weights_api_key)
+            except VisionServeError as error:
+                logger.error("could not preload model %s: %s", model_id, error.message)
+        self.ready = True
+
     def close(self) -> None:
         self.executor.shutdown(wait=True)
         self.fetcher.close()
+        if self.weights_api is not None:
+            self.weights_api.close()
 
 
 def get_state(request: Request) -> ServerState:

@@ -44,7 +44,7 @@ class BuiltinModels:
     def ids(self) -> list[str]:
         return [model_id for model_id, locate in BUILTIN_WEIGHTS.items() if locate() is not None]
 
-    def find(self, model_id: str) -> ModelPackage | None:
+    def find(self, model_id: str, api_key: str | None = None) -> ModelPackage | None:
         locate = BUILTIN_WEIGHTS.get(model_id)
         weights = locate() if locate else None
         if weights is None:

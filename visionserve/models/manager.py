@@ -35,8 +35,9 @@ class ModelManager:
         self._pinned: set[str] = set()
         self._lock = threading.Lock()
 
-    def get(self, model_id: str) -> LoadedModel:
-        """The loaded model, loading it if needed; concurrent callers share one load."""
+    def get(self, model_id: str, api_key: str | None = None) -> LoadedModel:
+        """The loaded model, loading it if needed; concurrent callers share one load. The API key is used only
+        to fetch a model from a remote source; a model in memory is served to any caller."""
         validate_model_id(model_id)
         with self._lock:
             model = self._models.get(model_id)
@@ -55,7 +56,7 @@ class ModelManager:
                     f"Model {model_id} is still loading after {self._load_wait_s:.0f} s - retry request."
                 ) from None
         try:
-            model = self._loader(model_id, self._resolver.resolve(model_id))
+            model = self._loader(model_id, self._resolver.resolve(model_id, api_key))
         except BaseException as error:
             with self._lock:
                 del self._loading[model_id]
@@ -68,9 +69,9 @@ class ModelManager:
         pending.set_result(model)
         return model
 
-    def pin(self, model_id: str) -> LoadedModel:
+    def pin(self, model_id: str, api_key: str | None = None) -> LoadedModel:
         """Load a model that eviction must never drop (models named at start-up)."""
-        model = self.get(model_id)
+        model = self.get(model_id, api_key)
         with self._lock:
             self._pinned.add(model_id)
         return model

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import Enum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.onnx"
@@ -50,6 +50,37 @@ class ResizeMode(str, Enum):
     STRETCH = "stretch"
 
 
+class Contrast(str, Enum):
+    """Roboflow's contrast pre-processing steps, named as in `environment.json`."""
+
+    STRETCHING = "Contrast Stretching"
+    HISTOGRAM = "Histogram Equalization"
+    ADAPTIVE = "Adaptive Equalization"
+
+
+class StaticCrop(BaseModel):
+    """The region of every image the model looks at, in percent of its width and height."""
+
+    x_min: int = Field(ge=0, le=100)
+    y_min: int = Field(ge=0, le=100)
+    x_max: int = Field(ge=0, le=100)
+    y_max: int = Field(ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> StaticCrop:
+        if self.x_min >= self.x_max or self.y_min >= self.y_max:
+            raise ValueError("static crop must have x_min < x_max and y_min < y_max")
+        return self
+
+
+class Preprocessing(BaseModel):
+    """Steps applied before resizing, as the model was trained (Roboflow packages); requests may turn them off."""
+
+    static_crop: StaticCrop | None = None
+    contrast: Contrast | None = None
+    grayscale: bool = False
+
+
 class ModelManifest(BaseModel):
     """One model in the store. Unknown keys are ignored so newer stores stay readable."""
 
@@ -65,6 +96,10 @@ class ModelManifest(BaseModel):
     stride: int = Field(32, ge=1)
     resize: ResizeMode = ResizeMode.LETTERBOX
     pad_value: int = Field(114, ge=0, le=255)
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing)
+    multilabel: bool = Field(False, description="Classification: independent scores per class.")
+    colors: dict[str, str] = Field(default_factory=dict, description="Class name → hex colour for drawings.")
+    model_type: str | None = Field(None, description="Architecture, e.g. yolov8n, when known.")
     weights_file: str = WEIGHTS_FILE
     weights_sha256: str | None = None
     source: str | None = Field(None, description="Where the weights came from, for humans.")

@@ -11,17 +11,19 @@ from visionserve.models.manifest import ModelPackage
 
 
 class ModelSource(Protocol):
-    def find(self, model_id: str) -> ModelPackage | None: ...
+    def find(self, model_id: str, api_key: str | None = None) -> ModelPackage | None:
+        """The package, or None if this source does not have the model; `api_key` is for remote sources."""
+        ...
 
 
 class ModelResolver:
     def __init__(self, sources: Sequence[ModelSource]) -> None:
         self.sources = list(sources)
 
-    def resolve(self, model_id: str) -> ModelPackage:
+    def resolve(self, model_id: str, api_key: str | None = None) -> ModelPackage:
         validate_model_id(model_id)
         for source in self.sources:
-            package = source.find(model_id)
+            package = source.find(model_id, api_key)
             if package is not None:
                 return package
         raise ModelNotFoundError(model_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class ModelStore:
         parts = validate_model_id(model_id).split("/")
         return self.root.joinpath(*parts) if len(parts) == 2 else self.root / _SINGLE_SEGMENT / parts[0]
 
-    def find(self, model_id: str) -> ModelPackage | None:
+    def find(self, model_id: str, api_key: str | None = None) -> ModelPackage | None:
         """The stored model, or None if there is none. A manifest that cannot be read is an error."""
         directory = self.directory(model_id)
         manifest_path = directory / MANIFEST_FILE
@@ -61,7 +62,7 @@ class ModelStore:
     def list(self) -> list[ModelManifest]:
         manifests = []
         for path in sorted(self.root.rglob(MANIFEST_FILE)) if self.root.is_dir() else []:
-            if _STAGING in path.relative_to(self.root).parts:
+            if path.relative_to(self.root).parts[0] == _STAGING:
                 continue
             try:
                 manifests.append(ModelManifest.model_validate_json(path.read_bytes()))
@@ -69,15 +70,36 @@ class ModelStore:
                 continue
         return manifests
 
-    def add(self, weights: Path, manifest: ModelManifest, replace: bool = False) -> ModelPackage:
-        """Copy `weights` into the store under `manifest.model_id`, atomically."""
+    def staging_directory(self) -> Path:
+        """A fresh folder on the store's file system, for downloads that will be moved in."""
+        staging = self.root / _STAGING / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        return staging
+
+    def lock_path(self, model_id: str) -> Path:
+        """A lock file per model id, so several server processes download a model once."""
+        locks = self.root / _STAGING / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        return locks / (validate_model_id(model_id).replace("/", "__") + ".lock")
+
+    def add(
+        self,
+        weights: Path,
+        manifest: ModelManifest,
+        replace: bool = False,
+        move: bool = False,
+        extra_files: Mapping[str, bytes] | None = None,
+    ) -> ModelPackage:
+        """Put `weights` (copied, or moved when `move`) into the store under `manifest.model_id`, atomically,
+        with `extra_files` (the original package's files, kept for reference) beside them."""
         target = self.directory(manifest.model_id)
         if (target / MANIFEST_FILE).exists() and not replace:
             raise FileExistsError(f"model {manifest.model_id} is already in the store")
-        staging = self.root / _STAGING / uuid.uuid4().hex
-        staging.mkdir(parents=True)
+        staging = self.staging_directory()
         try:
-            shutil.copyfile(weights, staging / WEIGHTS_FILE)
+            (shutil.move if move else shutil.copyfile)(weights, staging / WEIGHTS_FILE)
+            for name, content in (extra_files or {}).items():
+                (staging / name).write_bytes(content)
             stored = manifest.model_copy(
                 update={
                     "weights_file": WEIGHTS_FILE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -11,6 +12,7 @@ import numpy as np
 from visionserve.errors import ModelPackageError
 from visionserve.models.manifest import ModelManifest, Task
 from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel
+from visionserve.tasks.adjust import adjust
 from visionserve.tasks.preprocess import ImageTransform, build_input_batch
 
 DEFAULT_INPUT_SIZE = (640, 640)
@@ -81,10 +83,18 @@ class Predictor(ABC):
         params = self.parse_options(options)
         results: list[ResponseFields] = []
         for start in range(0, len(images), self.chunk_size):
-            chunk = images[start : start + self.chunk_size]
+            adjusted = [adjust(image, self.manifest.preprocessing, options) for image in images[start : start + self.chunk_size]]
             tensor, transforms = build_input_batch(
-                chunk, self.input_hw, self.manifest.resize, self.manifest.pad_value, self.runner.batch_size
+                [image for image, _, _ in adjusted],
+                self.input_hw,
+                self.manifest.resize,
+                self.manifest.pad_value,
+                self.runner.batch_size,
             )
+            transforms = [
+                replace(transform, offset_x=offset_x, offset_y=offset_y)
+                for transform, (_, offset_x, offset_y) in zip(transforms, adjusted)
+            ]
             outputs = self.runner.run(tensor)
             for index, transform in enumerate(transforms):
                 results.append(self.postprocess([output[index] for output in outputs], transform, params))

@@ -17,23 +17,29 @@ _INV_255 = np.float32(1.0 / 255.0)
 
 @dataclass(frozen=True)
 class ImageTransform:
-    """Original image → network input: `input = original * scale + pad`, per axis."""
+    """Image region → network input: `input = (original - offset) * scale + pad`, per axis.
 
-    original_width: int
+    The region is the whole image, or the model's static crop of it, whose top-left corner is the offset."""
+
+    original_width: int  # of the region fed to the model
     original_height: int
     scale_x: float
     scale_y: float
     pad_x: float
     pad_y: float
+    offset_x: int = 0
+    offset_y: int = 0
+
+    def points_to_original(self, points: np.ndarray) -> np.ndarray:
+        """Map [..., (x, y)] pairs from input pixels to original pixels, clipped to the region."""
+        out = np.empty_like(points, dtype=np.float32)
+        out[..., 0] = np.clip((points[..., 0] - self.pad_x) / self.scale_x, 0, self.original_width) + self.offset_x
+        out[..., 1] = np.clip((points[..., 1] - self.pad_y) / self.scale_y, 0, self.original_height) + self.offset_y
+        return out
 
     def boxes_to_original(self, boxes: np.ndarray) -> np.ndarray:
-        """Map xyxy boxes from input pixels to original pixels, clipped to the image."""
-        out = np.empty_like(boxes)
-        out[:, 0::2] = (boxes[:, 0::2] - self.pad_x) / self.scale_x
-        out[:, 1::2] = (boxes[:, 1::2] - self.pad_y) / self.scale_y
-        np.clip(out[:, 0::2], 0, self.original_width, out=out[:, 0::2])
-        np.clip(out[:, 1::2], 0, self.original_height, out=out[:, 1::2])
-        return out
+        """Map xyxy boxes from input pixels to original pixels, clipped to the region."""
+        return self.points_to_original(boxes.reshape(-1, 2, 2)).reshape(-1, 4)
 
 
 def _write_chw_rgb(image_bgr: np.ndarray, out: np.ndarray) -> None:

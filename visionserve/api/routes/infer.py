@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from visionserve.api.keys import json_route_key
 from visionserve.api.schemas import ErrorResponse, ObjectDetectionRequest, ObjectDetectionResponse
 from visionserve.api.state import ServerState, get_state
 from visionserve.models.manifest import Task
@@ -33,7 +34,7 @@ def json_response(body: bytes) -> Response:
     summary="Detect objects in one image or a list of images",
 )
 async def infer_object_detection(
-    request: ObjectDetectionRequest, state: Annotated[ServerState, Depends(get_state)]
+    body: ObjectDetectionRequest, request: Request, state: Annotated[ServerState, Depends(get_state)]
 ) -> Response:
-    job = request.to_job(Task.OBJECT_DETECTION)
+    job = body.to_job(Task.OBJECT_DETECTION, json_route_key(request, body.api_key))
     return json_response(await state.in_worker(state.service.run_json, job))

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
+from visionserve.api.keys import legacy_route_key
 from visionserve.api.routes.infer import ERROR_RESPONSES, json_response
 from visionserve.api.state import ServerState, get_state
 from visionserve.core import InferenceJob, with_visualization
@@ -149,6 +150,7 @@ async def legacy_infer(
         request_id=str(uuid.uuid4()),
         options=query.options(),
         auto_orient=not query.disable_preproc_auto_orient,
+        api_key=legacy_route_key(request, query.api_key),
     )
     (result,) = await state.in_worker(state.service.run, job)
     if query.format == "image" and result.visualization is not None:

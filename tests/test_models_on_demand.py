@@ -1,0 +1,285 @@
+"""Models fetched from a Roboflow-compatible weights API on first use, cached, managed over HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import b64, encode, image_value, photo
+from tests.fake_weights_api import FORBIDDEN_KEY, GOOD_KEY, CatalogModel, FakeWeightsApi, environment
+from tests.test_api_detection import without_ids
+from visionserve.cli import app
+from visionserve.models.builtin import BuiltinModels
+from visionserve.server_process import free_port
+
+
+@pytest.fixture(scope="module")
+def detector() -> tuple[bytes, list[str]]:
+    package = BuiltinModels().find("nudenet/1")
+    return package.weights_path.read_bytes(), package.manifest.class_names
+
+
+@pytest.fixture
+def api(detector: tuple[bytes, list[str]]):
+    weights, classes = detector
+
+    def model(**overrides) -> CatalogModel:
+        return CatalogModel(**{"weights": weights, "environment": environment(classes), "classes": classes, **overrides})
+
+    fake = FakeWeightsApi(
+        {
+            "coco-demo/3": model(),
+            "coco/3": model(),  # what the public alias yolov8n-640 names
+            "second/1": model(),
+            "third/1": model(),
+            "private/1": model(needs_key=True),
+            "private/2": model(needs_key=True),
+            "slow/1": model(slow_s=1.0),
+            "flaky/1": model(describe_failures=1, cut_downloads=2),
+            "broken/1": CatalogModel(weights=b"not an onnx file" * 100, environment=environment(classes), classes=classes),
+            "badsum/1": model(wrong_md5=True),
+            "detr/1": model(model_type="rfdetr-base"),
+            "stretch/1": CatalogModel(weights=weights, environment=environment(classes, "Stretch to"), classes=None),
+            "crop/1": model(environment=environment(
+                classes, **{"static-crop": {"enabled": True, "x_min": 20, "y_min": 0, "x_max": 80, "y_max": 60}})),
+        }
+    )
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def remote_server(start_server, api: FakeWeightsApi):
+    def start(**env: str):
+        return start_server({"VISIONSERVE_WEIGHTS_API": api.url, **env})
+
+    return start
+
+
+def infer(client: httpx.Client, model_id: str, api_key: str | None = None, **extra) -> httpx.Response:
+    body = {"model_id": model_id, "image": image_value(photo("astronaut")), "api_key": api_key, **extra}
+    return client.post("/infer/object_detection", json=body)
+
+
+def test_first_request_downloads_then_serves_from_memory(remote_server, api: FakeWeightsApi, client: httpx.Client) -> None:
+    server = remote_server()
+    with server.client() as http:
+        first = infer(http, "coco-demo/3")
+        assert first.status_code == 200, first.text
+        assert without_ids(first.json()) == without_ids(infer(client, "nudenet/1").json())
+        for _ in range(3):
+            assert infer(http, "coco-demo/3").status_code == 200
+    assert api.count("describe coco-demo/3") == 1 and api.count("download coco-demo/3") == 1
+    folder = server.home / "models/coco-demo/3"
+    assert {p.name for p in folder.iterdir()} == {"weights.onnx", "manifest.json", "environment.json", "class_names.txt"}
+
+
+def test_cached_models_load_offline_across_restarts(remote_server, api: FakeWeightsApi, start_server) -> None:
+    server = remote_server()
+    with server.client() as http:
+        assert infer(http, "coco-demo/3").status_code == 200
+    server.stop()
+    dead_api = f"http://127.0.0.1:{free_port()}"
+    offline = start_server({"VISIONSERVE_WEIGHTS_API": dead_api}, home=server.home)
+    with offline.client() as http:
+        response = infer(http, "coco-demo/3")
+        assert response.status_code == 200 and response.json()["predictions"]
+    assert api.count("describe coco-demo/3") == 1  # the restart made no API call
+
+
+def test_concurrent_first_requests_download_once(remote_server, api: FakeWeightsApi) -> None:
+    server = remote_server()
+    with server.client() as http, ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: infer(http, "slow/1").status_code, range(8)))
+    assert statuses == [200] * 8
+    assert api.count("describe slow/1") == 1 and api.count("download slow/1") == 1
+
+
+def test_transient_failures_are_retried_and_downloads_resume(remote_server, api: FakeWeightsApi) -> None:
+    server = remote_server()
+    with server.client() as http:
+        response = infer(http, "flaky/1")
+    assert response.status_code == 200, response.text
+    assert api.count("describe flaky/1") == 2 and api.count("download flaky/1") == 3
+
+
+@pytest.mark.parametrize(
+    ("model_id", "key", "status", "text"),
+    [
+        ("nowhere/1", None, 404, "nowhere/1"),
+        ("private/1", None, 401, "API key"),
+        ("private/1", "wrong-key", 401, "API key"),
+        ("private/1", FORBIDDEN_KEY, 403, "lacks access"),
+        ("broken/1", None, 500, "Model package is broken"),
+        ("badsum/1", None, 502, "MD5"),
+        ("detr/1", None, 501, "rfdetr-base"),
+    ],
+)
+def test_failures_map_to_clear_errors_and_leave_no_cache(
+    remote_server, model_id: str, key: str | None, status: int, text: str
+) -> None:
+    server = remote_server()
+    with server.client() as http:
+        response = infer(http, model_id, key)
+    assert response.status_code == status, response.text
+    assert text in response.json()["message"]
+    assert not (server.home / "models" / model_id).exists()
+    staging = server.home / "models/.staging"
+    assert not [p for p in staging.iterdir() if p.name != "locks"] if staging.exists() else True
+
+
+def test_unreachable_api_is_503_with_retry_after(start_server) -> None:
+    server = start_server({"VISIONSERVE_WEIGHTS_API": f"http://127.0.0.1:{free_port()}"})
+    with server.client() as http:
+        response = infer(http, "somewhere/1")
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert "Could not reach the weights API" in response.json()["message"]
+
+
+def test_api_key_sources_and_precedence(remote_server, api: FakeWeightsApi) -> None:
+    server = remote_server()
+    image = image_value(photo("astronaut"))
+    with server.client() as http:
+        headers = {"Authorization": f"Bearer {GOOD_KEY}"}
+        body = {"model_id": "private/1", "image": image, "api_key": "wrong-key"}
+        assert http.post("/infer/object_detection", json=body, headers=headers).status_code == 200
+        legacy = http.post("/private/2", params={"api_key": GOOD_KEY}, content=b"x",
+                           headers={"Authorization": "Bearer wrong-key", "Content-Type": "text/plain"})
+        assert legacy.status_code == 400  # the key was accepted; the body is not an image
+    assert api.keys_seen == [GOOD_KEY, GOOD_KEY]
+
+
+def test_server_default_key_and_keys_never_logged(remote_server, api: FakeWeightsApi) -> None:
+    server = remote_server(VISIONSERVE_WEIGHTS_API_KEY=GOOD_KEY, VISIONSERVE_LOG_LEVEL="info")
+    with server.client() as http:
+        assert infer(http, "private/1").status_code == 200
+        http.post("/nudenet/1", params={"api_key": "super-secret-key-123"}, content=b"x",
+                  headers={"Authorization": "Bearer another-secret-456", "Content-Type": "text/plain"})
+    log = server.log()
+    assert "POST /nudenet/1?api_key=***" in log
+    assert GOOD_KEY not in log and "super-secret-key-123" not in log and "another-secret-456" not in log
+
+
+def test_model_management_routes(remote_server, api: FakeWeightsApi) -> None:
+    server = remote_server()
+    with server.client() as http:
+        assert http.get("/model/registry", params={"api_key": "None"}).json()["models"] == []
+        added = http.post("/model/add", json={"model_id": "yolov8n-640", "api_key": None})
+        assert added.status_code == 200, added.text
+        registry = added.json()
+        assert registry["models"] == [
+            {"model_id": "coco/3", "task_type": "object-detection", "batch_size": None, "input_height": 320,
+             "input_width": 320, "vram_bytes": None, "request_aliases": [], "request_paths": []}
+        ]
+        assert registry["gpu_memory_used"] is None and "total_vram_bytes" in registry
+        assert infer(http, "yolov8n-640").status_code == 200  # the alias, resolved on /infer too
+        http.post("/model/add", json={"model_id": "nudenet/1"})
+        ids = [m["model_id"] for m in http.get("/model/registry").json()["models"]]
+        assert ids == ["coco/3", "nudenet/1"]
+        assert http.post("/model/remove", json={"model_id": "coco/3"}).json()["models"][0]["model_id"] == "nudenet/1"
+        assert http.post("/model/remove", json={"model_id": "never-loaded/1"}).status_code == 200
+        assert http.post("/model/clear").json()["models"] == []
+        missing = http.post("/model/add", json={"model_id": "nowhere/7"})
+        assert missing.status_code == 404 and "nowhere/7" in missing.json()["message"]
+        assert http.post("/model/add", json={"model_id": "../etc"}).status_code == 400
+    assert api.count("describe coco/3") == 1
+
+
+def test_least_recently_used_models_are_evicted(remote_server) -> None:
+    server = remote_server(VISIONSERVE_MAX_ACTIVE_MODELS="2")
+    with server.client() as http:
+        for model_id in ("coco-demo/3", "second/1", "coco-demo/3", "third/1"):
+            assert http.post("/model/add", json={"model_id": model_id}).status_code == 200
+        ids = {m["model_id"] for m in http.get("/model/registry").json()["models"]}
+    assert ids == {"coco-demo/3", "third/1"}
+
+
+def test_eviction_never_breaks_a_request_in_flight(remote_server) -> None:
+    server = remote_server(VISIONSERVE_MAX_ACTIVE_MODELS="1")
+    models = ["coco-demo/3", "second/1", "third/1"]
+    with server.client() as http:
+        for model_id in models:  # download all three first
+            assert infer(http, model_id).status_code == 200
+        with ThreadPoolExecutor(6) as pool:
+            statuses = list(pool.map(lambda i: infer(http, models[i % 3]).status_code, range(30)))
+    assert statuses == [200] * 30
+
+
+def test_pinned_models_load_before_ready_and_are_never_evicted(remote_server, api: FakeWeightsApi) -> None:
+    server = remote_server(VISIONSERVE_PRELOAD_MODELS="slow/1", VISIONSERVE_MAX_ACTIVE_MODELS="1")
+    with server.client() as http:
+        assert http.get("/readiness").json() == {"status": "ready"}  # start() waited for it
+        assert api.count("download slow/1") == 1
+        assert [m["model_id"] for m in http.get("/model/registry").json()["models"]] == ["slow/1"]
+        assert infer(http, "second/1").status_code == 200
+        ids = {m["model_id"] for m in http.get("/model/registry").json()["models"]}
+        assert "slow/1" in ids
+        assert infer(http, "slow/1").status_code == 200
+    assert api.count("download slow/1") == 1
+
+
+def test_readiness_is_503_while_start_up_models_load(start_server, api: FakeWeightsApi, tmp_path: Path) -> None:
+    api.catalog["slow/1"].slow_s = 3.0
+    from tests.conftest import Server
+
+    server = Server(tmp_path / "home", {"VISIONSERVE_WEIGHTS_API": api.url, "VISIONSERVE_PRELOAD_MODELS": "slow/1"})
+    statuses: list[int] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                statuses.append(httpx.get(f"{server.url}/readiness", timeout=1).status_code)
+                if statuses[-1] == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        server.start()
+        watcher.join()
+    finally:
+        server.stop()
+    assert 503 in statuses and statuses[-1] == 200
+
+
+def test_roboflow_preprocessing_is_applied(remote_server) -> None:
+    server = remote_server()
+    jpeg = encode(photo("astronaut"))
+    decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    with server.client() as http:
+        cropped = infer(http, "crop/1", confidence=0.3, image={"type": "base64", "value": b64(jpeg)}).json()
+        local = infer(http, "nudenet/1", confidence=0.3, image=image_value(decoded[0:307, 102:409], ".png"))
+        stretched = infer(http, "stretch/1").json()
+    assert cropped["image"] == {"width": 512, "height": 512}
+    shifted = [{**p, "x": p["x"] + 102} for p in without_ids(local.json())]
+    assert without_ids(cropped) == shifted and shifted
+    assert stretched["predictions"]  # CLASS_MAP names (the API sent no class list), stretch resize
+
+
+def test_cli_pull_and_package_import(api: FakeWeightsApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VISIONSERVE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VISIONSERVE_WEIGHTS_API", api.url)
+    runner = CliRunner()
+    result = runner.invoke(app, ["models", "pull", "private/1", "--api-key", GOOD_KEY])
+    assert result.exit_code == 0, result.output
+    assert "private/1" in result.output and (tmp_path / "home/models/private/1/weights.onnx").exists()
+    refused = runner.invoke(app, ["models", "pull", "private/1", "--api-key", "wrong"])
+    assert refused.exit_code == 0 and "already in the store" in refused.output
+    denied = runner.invoke(app, ["models", "pull", "third/9"])
+    assert denied.exit_code == 1 and "not found" in denied.output
+    package = tmp_path / "home/models/private/1"
+    imported = runner.invoke(app, ["models", "add", str(package), "--id", "copy/1"])
+    assert imported.exit_code == 0, imported.output
+    assert (tmp_path / "home/models/copy/1/environment.json").exists()

@@ -1,0 +1,105 @@
+"""Model management, as the reference server and the official SDK know it: `/model/add|remove|clear|registry`.
+
+Every route answers with the registry of loaded models; unlike inference responses, null fields are kept.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from visionserve.api.keys import json_route_key
+from visionserve.api.routes.infer import ERROR_RESPONSES
+from visionserve.api.state import ServerState, get_state
+from visionserve.models.aliases import resolve_alias
+from visionserve.models.ids import validate_model_id
+from visionserve.models.loader import LoadedModel
+
+router = APIRouter(tags=["models"])
+
+
+class ModelAddRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+    model_id: str = Field(description="`project/version`, a built-in id, or a public alias such as yolov8n-640.")
+    model_type: str | None = Field(None, description="Ignored, as in the reference.")
+    api_key: str | None = Field(None, description="Forwarded to the weights API to download the model.")
+
+
+class ModelRemoveRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+    model_id: str
+
+
+class ModelDescription(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_id: str
+    task_type: str
+    batch_size: int | None = Field(description="Fixed batch size, or null for a dynamic batch axis.")
+    input_height: int | None
+    input_width: int | None
+    vram_bytes: int | None = None
+    request_aliases: list[str] = Field(default_factory=list)
+    request_paths: list[str] = Field(default_factory=list)
+
+
+class ModelsDescriptions(BaseModel):
+    models: list[ModelDescription]
+    total_vram_bytes: int | None = None
+    gpu_memory_used: int | None = None
+    gpu_memory_total: int | None = None
+    torch_cuda_allocated: int | None = None
+    torch_cuda_reserved: int | None = None
+    torch_cuda_allocator_cache: int | None = None
+    non_torch_gpu_memory: int | None = None
+
+
+def describe(model: LoadedModel) -> ModelDescription:
+    height, width = model.predictor.input_hw
+    return ModelDescription(
+        model_id=model.model_id,
+        task_type=model.task.value,
+        batch_size=model.predictor.runner.batch_size,
+        input_height=height,
+        input_width=width,
+    )
+
+
+def registry(state: ServerState) -> ModelsDescriptions:
+    return ModelsDescriptions(models=[describe(model) for model in state.manager.loaded()])
+
+
+State = Annotated[ServerState, Depends(get_state)]
+
+
+@router.get("/model/registry", response_model=ModelsDescriptions, summary="Models loaded in memory")
+async def model_registry(state: State) -> ModelsDescriptions:
+    return registry(state)
+
+
+@router.post(
+    "/model/add",
+    response_model=ModelsDescriptions,
+    responses=ERROR_RESPONSES,
+    summary="Load a model (downloading it first if needed)",
+)
+async def model_add(body: ModelAddRequest, request: Request, state: State) -> ModelsDescriptions:
+    model_id = validate_model_id(resolve_alias(body.model_id))
+    await state.in_worker(state.manager.get, model_id, json_route_key(request, body.api_key))
+    return registry(state)
+
+
+@router.post("/model/remove", response_model=ModelsDescriptions, responses=ERROR_RESPONSES, summary="Unload a model")
+async def model_remove(body: ModelRemoveRequest, state: State) -> ModelsDescriptions:
+    state.manager.remove(validate_model_id(resolve_alias(body.model_id)))
+    return registry(state)
+
+
+@router.post("/model/clear", response_model=ModelsDescriptions, summary="Unload every model")
+async def model_clear(state: State) -> ModelsDescriptions:
+    state.manager.clear()
+    return registry(state)
