@@ -29,6 +29,7 @@ class CatalogModel:
     describe_failures: int = 0  # first N descriptions answer 500
     cut_downloads: int = 0  # first N downloads stop half-way
     slow_s: float = 0.0  # pause before sending the weights
+    describe_delay_s: float = 0.0  # pause before answering the description
     wrong_md5: bool = False
     colors: dict[str, str] = field(default_factory=dict)
 
@@ -96,6 +97,7 @@ class FakeWeightsApi:
             return self._json(request, 401, {"error": "unauthorized"})
         if model is None:
             return self._json(request, 404, {"error": "not found"})
+        time.sleep(model.describe_delay_s)
         if calls <= model.describe_failures:
             return self._json(request, 500, {"error": "hiccup"})
         files = f"{self.url}/files/{model_id}"

@@ -44,6 +44,8 @@ def api(detector: tuple[bytes, list[str]]):
             "private/2": model(needs_key=True),
             "slow/1": model(slow_s=1.0),
             "flaky/1": model(describe_failures=1, cut_downloads=2),
+            "dropped/1": model(cut_downloads=100),
+            "unhurried/1": model(describe_delay_s=3.0),
             "broken/1": CatalogModel(weights=b"not an onnx file" * 100, environment=environment(classes), classes=classes),
             "badsum/1": model(wrong_md5=True),
             "detr/1": model(model_type="rfdetr-base"),
@@ -97,9 +99,9 @@ def test_cached_models_load_offline_across_restarts(remote_server, api: FakeWeig
 
 def test_concurrent_first_requests_download_once(remote_server, api: FakeWeightsApi) -> None:
     server = remote_server()
-    with server.client() as http, ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(lambda _: infer(http, "slow/1").status_code, range(8)))
-    assert statuses == [200] * 8
+    with server.client() as http, ThreadPoolExecutor(20) as pool:
+        statuses = list(pool.map(lambda _: infer(http, "slow/1").status_code, range(20)))
+    assert statuses == [200] * 20
     assert api.count("describe slow/1") == 1 and api.count("download slow/1") == 1
 
 
@@ -121,12 +123,14 @@ def test_transient_failures_are_retried_and_downloads_resume(remote_server, api:
         ("broken/1", None, 500, "Model package is broken"),
         ("badsum/1", None, 502, "MD5"),
         ("detr/1", None, 501, "rfdetr-base"),
+        ("dropped/1", None, 503, "weights API"),  # the link drops on every attempt
+        ("unhurried/1", None, 504, "Timeout"),
     ],
 )
 def test_failures_map_to_clear_errors_and_leave_no_cache(
     remote_server, model_id: str, key: str | None, status: int, text: str
 ) -> None:
-    server = remote_server()
+    server = remote_server(VISIONSERVE_WEIGHTS_API_TIMEOUT_S="1")
     with server.client() as http:
         response = infer(http, model_id, key)
     assert response.status_code == status, response.text
@@ -203,7 +207,7 @@ def test_least_recently_used_models_are_evicted(remote_server) -> None:
 
 
 def test_eviction_never_breaks_a_request_in_flight(remote_server) -> None:
-    server = remote_server(VISIONSERVE_MAX_ACTIVE_MODELS="1")
+    server = remote_server(VISIONSERVE_MAX_ACTIVE_MODELS="2")
     models = ["coco-demo/3", "second/1", "third/1"]
     with server.client() as http:
         for model_id in models:  # download all three first
