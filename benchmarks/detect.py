@@ -22,7 +22,7 @@ import skimage.data
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.harness import Timing, http_load, repeat
+from visionserve.loadtest import Timing, http_load, repeat
 from visionserve.config import Settings
 from visionserve.images.decode import decode_image
 from visionserve.models.builtin import BuiltinModels

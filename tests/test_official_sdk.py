@@ -69,3 +69,32 @@ def test_v0_mode_batch_with_concurrency_and_arrays(server: Server, client: httpx
 def test_v0_mode_errors_reach_the_client(server: Server, photos: list[Path]) -> None:
     output = official_client(server, "no-such-model/1", photos[:1], "--v0")
     assert output["error"]["status_code"] == 404 and "no-such-model/1" in output["error"]["message"]
+
+
+def test_default_mode_registry_add_then_infer(start_server, photos: list[Path]) -> None:
+    """A fresh server: the official client finds no model in the registry, adds it, then infers."""
+    server = start_server()
+    output = official_client(server, "nudenet/1", photos[:1])
+    (item,) = output["results"]
+    assert "FACE_FEMALE" in item["detections"]["class_name"]
+    with server.client() as http:
+        assert [m["model_id"] for m in http.get("/model/registry").json()["models"]] == ["nudenet/1"]
+        assert without_ids(item["result"]) == ours(http, photos[0])
+
+
+def test_default_mode_batch_of_three(server: Server, client: httpx.Client, photos: list[Path]) -> None:
+    output = official_client(
+        server, "nudenet/1", photos, "--confidence", "0.2", "--max-batch-size", "2", "--max-concurrent-requests", "2"
+    )
+    results = output["results"]
+    assert len(results) == 3
+    for item, path in zip(results, photos):
+        assert without_ids(item["result"]) == ours(client, path, confidence=0.2)
+        assert len(item["detections"]["xyxy"]) == len(item["result"]["predictions"])
+        for (x1, y1, x2, y2), prediction in zip(item["detections"]["xyxy"], item["result"]["predictions"]):
+            assert abs((x1 + x2) / 2 - prediction["x"]) < 1e-6 and abs(y2 - y1 - prediction["height"]) < 1e-6
+
+
+def test_default_mode_errors(server: Server, photos: list[Path]) -> None:
+    output = official_client(server, "no-such-model/2", photos[:1])
+    assert output["error"]["status_code"] == 404 and "no-such-model/2" in output["error"]["message"]

@@ -1,4 +1,6 @@
-"""Timing helpers shared by the benchmarks: repeat a call, drive a server with N clients, summarise."""
+"""Load generation and timing: repeat a call, drive a server with N keep-alive clients, summarise latencies.
+
+Used by `visionserve benchmark` and the benchmarks in `benchmarks/`."""
 
 from __future__ import annotations
 
@@ -45,32 +47,59 @@ def repeat(call: Callable[[], object], seconds: float, warmup: int = 3) -> Timin
     return Timing(latencies, time.perf_counter() - started)
 
 
-def http_load(url: str, path: str, body: bytes, concurrency: int, seconds: float, warmup: int = 3) -> Timing:
-    """`concurrency` keep-alive clients POST `body` back to back for `seconds`; plain http.client keeps the
-    load generator's own CPU cost low on a small machine."""
+def http_load(
+    url: str,
+    path: str,
+    body: bytes,
+    concurrency: int,
+    seconds: float | None = None,
+    requests: int | None = None,
+    warmup: int = 3,
+    headers: dict[str, str] | None = None,
+) -> Timing:
+    """`concurrency` keep-alive clients POST `body` back to back, for `seconds` or until `requests` have been
+    sent. Plain http.client keeps the load generator's own CPU cost low on a small machine; a request that fails
+    to connect or gets a non-200 answer counts as an error."""
+    if (seconds is None) == (requests is None):
+        raise ValueError("give either seconds or requests")
     parts = urlsplit(url)
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **(headers or {})}
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
     start_gate = threading.Barrier(concurrency + 1)
-    stop_at = [0.0]
+    stop_at = [float("inf")]
+    tickets = iter(range(requests)) if requests is not None else None
+
+    def next_request() -> bool:
+        if tickets is None:
+            return time.perf_counter() < stop_at[0]
+        with lock:
+            return next(tickets, None) is not None
 
     def client() -> None:
         nonlocal errors
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
-        for _ in range(warmup):
-            connection.request("POST", path, body, headers)
-            connection.getresponse().read()
-        start_gate.wait()
         mine: list[float] = []
         failed = 0
-        while time.perf_counter() < stop_at[0]:
+        try:
+            for _ in range(warmup):
+                connection.request("POST", path, body, headers)
+                connection.getresponse().read()
+        except OSError:
+            pass  # counted below, when the measured requests fail too
+        start_gate.wait()
+        while next_request():
             begin = time.perf_counter()
-            connection.request("POST", path, body, headers)
-            response = connection.getresponse()
-            response.read()
-            if response.status == 200:
+            try:
+                connection.request("POST", path, body, headers)
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                ok = False
+            if ok:
                 mine.append(time.perf_counter() - begin)
             else:
                 failed += 1
@@ -82,10 +111,10 @@ def http_load(url: str, path: str, body: bytes, concurrency: int, seconds: float
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
-    stop_at[0] = time.perf_counter() + seconds + 3600  # provisional, fixed once everyone is warm
     start_gate.wait()
     started = time.perf_counter()
-    stop_at[0] = started + seconds
+    if seconds is not None:
+        stop_at[0] = started + seconds
     for thread in threads:
         thread.join()
     return Timing(latencies, time.perf_counter() - started, errors)
