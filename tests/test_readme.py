@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -19,7 +21,7 @@ def test_readme_example_response_matches_the_server(client: httpx.Client) -> Non
     block = re.search(r"<!-- readme-example-response -->\s*```json\n(.*?)```", readme, re.S)
     assert block, "the README lost its example response"
     documented = json.loads(block.group(1))
-    photo = (ROOT / "examples/astronaut.jpg").read_bytes()
+    photo = (ROOT / "visionserve/assets/astronaut.jpg").read_bytes()
     body = {"model_id": "nudenet/1", "image": {"type": "base64", "value": b64(photo)}}
     actual = client.post("/infer/object_detection", json=body).json()
     assert set(actual) == set(documented) and actual["image"] == documented["image"]
@@ -30,3 +32,13 @@ def test_readme_example_response_matches_the_server(client: httpx.Client) -> Non
             k: theirs[k] for k in ("x", "y", "width", "height", "class", "class_id")
         }
         assert mine["confidence"] == pytest.approx(theirs["confidence"], abs=1e-4)
+
+
+def test_readme_python_example_runs(server) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"### From Python\s*```python\n(.*?)```", readme, re.S)
+    assert block, "the README lost its Python example"
+    code = block.group(1).replace("http://127.0.0.1:9001", server.url)
+    completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "FACE_FEMALE"

@@ -26,17 +26,21 @@ class ServerProcess:
         host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
+        detach: bool = False,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
         self.args = args
+        self.detach = detach  # a session of its own: it outlives the command that started it
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """Where to reach it from this machine (a wildcard bind answers on loopback)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def start(self, timeout_s: float = 60.0) -> ServerProcess:
         """Start the server and return once `/readiness` answers 200; raise with the log if it does not."""
@@ -47,6 +51,8 @@ class ServerProcess:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=self.detach,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

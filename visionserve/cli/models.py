@@ -1,20 +1,18 @@
-"""The `visionserve` command: run the server and manage the local model store."""
+"""`visionserve models`: the local model store ($VISIONSERVE_HOME/models)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import DownloadColumn, Progress
 from rich.table import Table
 
+from visionserve.cli.common import console, fail
 from visionserve.config import Settings
 from visionserve.errors import VisionServeError
-from visionserve.logs import log_config
 from visionserve.models.aliases import resolve_alias
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.inspect import ManifestOverrides, import_model
@@ -23,46 +21,7 @@ from visionserve.models.remote import RemoteModels
 from visionserve.models.store import ModelStore
 from visionserve.models.weights_api import WeightsApi
 
-app = typer.Typer(help="Self-hosted inference server for computer-vision models.", no_args_is_help=True)
-models_app = typer.Typer(help="Manage the local model store ($VISIONSERVE_HOME/models).", no_args_is_help=True)
-app.add_typer(models_app, name="models")
-
-console = Console()
-errors = Console(stderr=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=1)
-
-
-@app.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address [env VISIONSERVE_HOST, default 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env VISIONSERVE_PORT, default 9001].")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes, each with its own models.")] = 1,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
-    model: Annotated[
-        list[str] | None, typer.Option("--model", help="Load (and pin) this model before reporting ready; repeatable.")
-    ] = None,
-) -> None:
-    """Run the HTTP server in the foreground."""
-    import uvicorn
-
-    flags = {"host": host, "port": port, "log_level": log_level, "preload_models": ",".join(model) if model else None}
-    for name, value in flags.items():
-        if value is not None:  # flags win over the environment, also in worker processes
-            os.environ[f"VISIONSERVE_{name.upper()}"] = str(value)
-    settings = Settings()
-    uvicorn.run(
-        "visionserve.api.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_level=settings.log_level,
-        log_config=log_config(settings.log_level),
-    )
+app = typer.Typer(help="Manage the local model store ($VISIONSERVE_HOME/models).", no_args_is_help=True)
 
 
 def _parse_input_size(text: str | None) -> tuple[int, int] | None:
@@ -74,7 +33,7 @@ def _parse_input_size(text: str | None) -> tuple[int, int] | None:
     return (sides[0], sides[-1])
 
 
-@models_app.command("add")
+@app.command("add")
 def models_add(
     path: Annotated[Path, typer.Argument(exists=True, help="An ONNX file, or a Roboflow package folder.")],
     model_id: Annotated[str, typer.Option("--id", help="Id to serve it under, e.g. my-project/3.")],
@@ -93,13 +52,13 @@ def models_add(
             resize=resize,
         )
     except ValueError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     store = ModelStore(Settings().models_dir)
     try:
         package = import_model(store, path, model_id, overrides, replace=force)
     except (VisionServeError, FileExistsError, FileNotFoundError) as error:
         message = error.message if isinstance(error, VisionServeError) else str(error)
-        raise _fail(message + (" (use --force to replace it)" if isinstance(error, FileExistsError) else "")) from None
+        raise fail(message + (" (use --force to replace it)" if isinstance(error, FileExistsError) else "")) from None
     manifest = package.manifest
     console.print(
         f"added [bold]{manifest.model_id}[/bold]: {manifest.task.value}, {len(manifest.class_names)} classes, "
@@ -108,7 +67,7 @@ def models_add(
     console.print(f"stored in {package.weights_path.parent}")
 
 
-@models_app.command("pull")
+@app.command("pull")
 def models_pull(
     model_id: Annotated[str, typer.Argument(help="project/version, or a public alias such as yolov8n-640.")],
     api_key: Annotated[
@@ -119,7 +78,7 @@ def models_pull(
     """Download a model from the weights API into the local store, so the server can run it offline."""
     settings = Settings()
     if not settings.weights_api:
-        raise _fail("no weights API is configured (VISIONSERVE_WEIGHTS_API is empty)")
+        raise fail("no weights API is configured (VISIONSERVE_WEIGHTS_API is empty)")
     model_id = resolve_alias(model_id)
     store = ModelStore(settings.models_dir)
     try:
@@ -137,7 +96,7 @@ def models_pull(
             )
             package = remote.find(model_id, api_key)
     except VisionServeError as error:
-        raise _fail(error.message) from None
+        raise fail(error.message) from None
     manifest = package.manifest
     console.print(
         f"pulled [bold]{model_id}[/bold]: {manifest.task.value}, {len(manifest.class_names)} classes, "
@@ -150,7 +109,7 @@ def _progress_bar(progress: Progress, name: str) -> Callable[[int, int | None], 
     return lambda done, total: progress.update(task, completed=done, total=total)
 
 
-@models_app.command("list")
+@app.command("list")
 def models_list() -> None:
     """List the models this server can serve."""
     builtin = BuiltinModels()
@@ -165,13 +124,13 @@ def models_list() -> None:
     console.print(table)
 
 
-@models_app.command("remove")
+@app.command("remove")
 def models_remove(model_id: Annotated[str, typer.Argument(help="Id of a stored model.")]) -> None:
     """Delete a model from the local store."""
     try:
         removed = ModelStore(Settings().models_dir).remove(model_id)
     except VisionServeError as error:
-        raise _fail(error.message) from None
+        raise fail(error.message) from None
     if not removed:
-        raise _fail(f"no model {model_id} in the store")
+        raise fail(f"no model {model_id} in the store")
     console.print(f"removed {model_id}")

@@ -1,0 +1,16 @@
+"""The `visionserve` command: run and manage the server, its models, and predictions from the shell."""
+
+from __future__ import annotations
+
+import typer
+
+from visionserve.cli import benchmark, models, server
+from visionserve.cli.infer import infer
+from visionserve.cli.serve import serve
+
+app = typer.Typer(help="Self-hosted inference server for computer-vision models.", no_args_is_help=True)
+app.command()(serve)
+app.command()(infer)
+app.add_typer(server.app, name="server")
+app.add_typer(models.app, name="models")
+app.add_typer(benchmark.app, name="benchmark")

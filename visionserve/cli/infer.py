@@ -1,0 +1,88 @@
+"""`visionserve infer`: predictions for an image, a URL or a folder of images, from a running server."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.progress import track
+from rich.table import Table
+
+from visionserve.cli.client_options import ApiKeyOption, ApiUrlOption, server_url
+from visionserve.cli.common import console, fail
+from visionserve.sdk import HTTPClientError, InferenceConfiguration, InferenceHTTPClient
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def _targets(target: str) -> list[str]:
+    folder = Path(target)
+    if folder.is_dir():
+        images = sorted(str(path) for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise fail(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return images
+    return [target]
+
+
+def _table(name: str, result: dict[str, Any]) -> Table:
+    size = result.get("image", {})
+    table = Table(title=f"{name} ({size.get('width')}x{size.get('height')}, {result.get('time', 0) * 1000:.0f} ms)")
+    predictions = result.get("predictions")
+    if "top" in result:
+        table.add_column("class")
+        table.add_column("confidence", justify="right")
+        for prediction in predictions or []:
+            table.add_row(prediction["class"], f"{prediction['confidence']:.3f}")
+        return table
+    if isinstance(predictions, dict):  # multi-label classification
+        table.add_column("class")
+        table.add_column("confidence", justify="right")
+        for name_, value in predictions.items():
+            table.add_row(name_, f"{value['confidence']:.3f}")
+        return table
+    for column in ("class", "confidence", "x", "y", "width", "height"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for prediction in predictions or []:
+        table.add_row(
+            prediction["class"],
+            f"{prediction['confidence']:.3f}",
+            *(f"{prediction[key]:.1f}" for key in ("x", "y", "width", "height")),
+        )
+    return table
+
+
+def infer(
+    target: Annotated[str, typer.Argument(help="An image file, an http(s) URL, or a folder of images.")],
+    model: Annotated[str, typer.Option("--model", help="Model id, e.g. nudenet/1.")],
+    confidence: Annotated[float | None, typer.Option(help="Minimum confidence.")] = None,
+    visualize: Annotated[Path | None, typer.Option(help="Write annotated images into this folder.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the server's JSON instead of tables.")] = False,
+    api_url: ApiUrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Run a model on images through a running server and print the predictions."""
+    targets = _targets(target)
+    client = InferenceHTTPClient(server_url(api_url), api_key)
+    client.configure(InferenceConfiguration(confidence_threshold=confidence, visualize_predictions=visualize is not None))
+    if visualize is not None:
+        visualize.mkdir(parents=True, exist_ok=True)
+    steps = track(targets, description="inferring", console=console) if len(targets) > 1 else targets
+    for item in steps:
+        try:
+            result = client.infer(item, model_id=model)
+        except (HTTPClientError, ValueError, OSError) as error:
+            raise fail(f"{item}: {error}") from None
+        assert isinstance(result, dict)
+        name = Path(item).name or item
+        if visualize is not None:
+            (visualize / (Path(name).stem + ".jpg")).write_bytes(base64.b64decode(result.pop("visualization")))
+        if json_output:
+            console.out(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode(), highlight=False)
+        else:
+            console.print(_table(name, result))
+    if visualize is not None:
+        console.print(f"annotated images written to {visualize}")

@@ -1,0 +1,44 @@
+"""`visionserve serve`: the server in the foreground (what `make serve` and `server start` run)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from visionserve.config import Settings
+from visionserve.logs import log_config
+
+HostOption = Annotated[str | None, typer.Option(help="Bind address [env VISIONSERVE_HOST, default 127.0.0.1].")]
+PortOption = Annotated[int | None, typer.Option(help="Port [env VISIONSERVE_PORT, default 9001].")]
+WorkersOption = Annotated[int, typer.Option(min=1, help="Worker processes, each with its own models.")]
+ModelOption = Annotated[
+    list[str] | None, typer.Option("--model", help="Load (and pin) this model before reporting ready; repeatable.")
+]
+
+
+def serve(
+    host: HostOption = None,
+    port: PortOption = None,
+    workers: WorkersOption = 1,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    model: ModelOption = None,
+) -> None:
+    """Run the HTTP server in the foreground."""
+    import uvicorn
+
+    flags = {"host": host, "port": port, "log_level": log_level, "preload_models": ",".join(model) if model else None}
+    for name, value in flags.items():
+        if value is not None:  # flags win over the environment, also in worker processes
+            os.environ[f"VISIONSERVE_{name.upper()}"] = str(value)
+    settings = Settings()
+    uvicorn.run(
+        "visionserve.api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
+    )
