@@ -72,3 +72,27 @@ def test_empty_and_degenerate_boxes() -> None:
     assert batched_nms(empty, np.zeros(0, np.float32), np.zeros(0, int), 0.5, 10).size == 0
     flat = np.array([[5, 5, 5, 5], [5, 5, 5, 5]], dtype=np.float32)  # zero area: never overlaps
     assert nms(flat, np.array([0.9, 0.8], np.float32), 0.5, 10).tolist() == [0, 1]
+
+
+def test_probiou_of_a_box_with_itself_is_one_and_far_boxes_zero() -> None:
+    from visionserve.tasks.nms import probiou
+
+    boxes = np.array([[50, 50, 40, 20, 0.3], [50, 50, 40, 20, 0.3 + np.pi], [500, 500, 40, 20, 0.0]])
+    ious = probiou(boxes)
+    assert ious[0, 0] == pytest.approx(1.0, abs=1e-3) and ious[0, 1] == pytest.approx(1.0, abs=1e-3)
+    assert ious[0, 2] == pytest.approx(0.0, abs=1e-3)
+    rotated_square = np.array([[0, 0, 30, 30, 0.0], [0, 0, 30, 30, np.pi / 2]])
+    assert probiou(rotated_square)[0, 1] == pytest.approx(1.0, abs=1e-3)  # a square turned 90° is itself
+
+
+def test_rotated_nms_removes_the_same_rectangle_at_another_angle_and_keeps_other_classes() -> None:
+    from visionserve.tasks.nms import rotated_nms
+
+    boxes = np.array(
+        [[100, 100, 60, 20, 0.0], [100, 100, 20, 60, np.pi / 2], [101, 99, 58, 21, 0.05], [300, 300, 60, 20, 1.0]]
+    )
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    classes = np.array([0, 0, 1, 0])
+    assert rotated_nms(boxes, scores, classes, 0.7, 100).tolist() == [0, 2, 3]
+    assert rotated_nms(boxes, scores, classes, 0.7, 100, class_agnostic=True).tolist() == [0, 3]
+    assert rotated_nms(boxes, scores, classes, 0.7, 2).tolist() == [0, 2]

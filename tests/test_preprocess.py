@@ -44,3 +44,15 @@ def test_channels_are_rgb_scaled_to_unit_range_and_batch_is_padded() -> None:
     assert tensor.shape == (4, 3, 32, 32)
     assert np.allclose(tensor[:2, 2], 1.0) and np.allclose(tensor[:2, :2], 0.0)
     assert not tensor[2:].any()
+
+
+def test_center_crop_keeps_the_middle_of_the_long_side() -> None:
+    image = np.zeros((100, 300, 3), dtype=np.uint8)
+    image[:, 100:200] = 255  # a white middle third
+    tensor, (transform,) = build_input_batch([image], (64, 64), ResizeMode.CENTER_CROP, 0)
+    assert np.allclose(tensor, 1.0, atol=0.02)  # only the white middle is left
+    tall = np.zeros((300, 100, 3), dtype=np.uint8)
+    tensor, _ = build_input_batch([tall], (32, 32), ResizeMode.CENTER_CROP, 0)
+    assert tensor.shape == (1, 3, 32, 32)
+    centre = np.array([[32, 32, 32, 32]], dtype=np.float32)
+    assert np.allclose(transform.boxes_to_original(centre), [[150, 50, 150, 50]], atol=1)

@@ -90,6 +90,40 @@ class ObjectDetectionRequest(InferenceRequest):
     active_learning_target_dataset: str | None = None
 
 
+class InstanceSegmentationRequest(ObjectDetectionRequest):
+    mask_decode_mode: str = Field(
+        "accurate", description="accurate (input resolution), fast (prototype resolution) or tradeoff."
+    )
+    tradeoff_factor: float = Field(0.0, description="For tradeoff: 0 = fast, 1 = accurate.")
+    response_mask_format: Literal["polygon", "rle"] = Field(
+        "polygon", description="`points` polygons, or COCO RLE masks at the original resolution."
+    )
+    enforce_dense_masks_in_inference_models: bool = False
+
+
+class KeypointsDetectionRequest(ObjectDetectionRequest):
+    keypoint_confidence: float | None = Field(0.0, description="Drop keypoints scoring below this.")
+
+    @field_validator("confidence")
+    @classmethod
+    def _no_best(cls, value: Confidence) -> Confidence:
+        if value == "best":
+            raise ValueError('confidence="best" is not supported for keypoint detection; use a number or "default"')
+        return value
+
+
+class OrientedDetectionRequest(ObjectDetectionRequest):
+    """Oriented boxes take the detection options."""
+
+
+class ClassificationRequest(InferenceRequest):
+    confidence: Confidence = Field(0.4, description="Minimum score to list a class; `best`/`default` mean 0.5.")
+    visualize_predictions: bool | None = False
+    visualization_stroke_width: int | None = 1
+    disable_active_learning: bool | None = False
+    active_learning_target_dataset: str | None = None
+
+
 class ImageSize(BaseModel):
     width: int
     height: int
@@ -108,6 +142,56 @@ class ObjectDetectionPrediction(BaseModel):
     detection_id: str
 
 
+class Point(BaseModel):
+    x: float
+    y: float
+
+
+class Rle(BaseModel):
+    size: list[int] = Field(description="[height, width]")
+    counts: str = Field(description="COCO compressed run-length string, column-major.")
+
+
+class InstanceSegmentationPrediction(ObjectDetectionPrediction):
+    points: list[Point] | None = Field(None, description="Outer polygon, original-image pixels (polygon format).")
+    rle: Rle | None = Field(None, description="The mask (rle format).")
+    mask_format: Literal["polygon", "rle"]
+
+
+class Keypoint(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    x: float
+    y: float
+    confidence: float
+    class_id: int = Field(description="Index of the keypoint in the skeleton.")
+    class_name: str = Field(alias="class", description="Name of the keypoint.")
+
+
+class KeypointsPrediction(ObjectDetectionPrediction):
+    keypoints: list[Keypoint]
+
+
+class OrientedPrediction(ObjectDetectionPrediction):
+    width: float = Field(description="Length of the box along `angle`.")
+    height: float = Field(description="Length of the box across `angle`.")
+    angle: float = Field(description="Rotation of the box's width side, radians, clockwise in image coordinates.")
+    points: list[Point] = Field(description="The four corners, original-image pixels.")
+
+
+class ClassificationPrediction(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    class_name: str = Field(alias="class")
+    class_id: int
+    confidence: float
+
+
+class MultiLabelScore(BaseModel):
+    confidence: float
+    class_id: int
+
+
 class InferenceResponse(BaseModel):
     visualization: str | None = Field(None, description="Base64 JPEG, only when asked for.")
     inference_id: str
@@ -117,6 +201,31 @@ class InferenceResponse(BaseModel):
 
 class ObjectDetectionResponse(InferenceResponse):
     predictions: list[ObjectDetectionPrediction]
+
+
+
+
+class InstanceSegmentationResponse(InferenceResponse):
+    predictions: list[InstanceSegmentationPrediction]
+
+
+class KeypointsDetectionResponse(InferenceResponse):
+    predictions: list[KeypointsPrediction]
+
+
+class OrientedDetectionResponse(InferenceResponse):
+    predictions: list[OrientedPrediction]
+
+
+class ClassificationResponse(InferenceResponse):
+    predictions: list[ClassificationPrediction] = Field(description="Classes at or above the threshold, best first.")
+    top: str = Field(description='Best class, or "" when none passes the threshold.')
+    confidence: float
+
+
+class MultiLabelClassificationResponse(InferenceResponse):
+    predictions: dict[str, MultiLabelScore] = Field(description="Every class, keyed by name.")
+    predicted_classes: list[str] = Field(description="Classes above the threshold.")
 
 
 class ErrorResponse(BaseModel):

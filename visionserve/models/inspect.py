@@ -34,6 +34,7 @@ class ManifestOverrides:
     class_names: list[str] | None = None
     input_size: tuple[int, int] | None = None
     resize: ResizeMode | None = None
+    multilabel: bool = False
 
     def apply(self, manifest: ModelManifest) -> ModelManifest:
         update = {
@@ -41,6 +42,7 @@ class ManifestOverrides:
             "class_names": self.class_names,
             "input_size": self.input_size,
             "resize": self.resize,
+            "multilabel": self.multilabel or None,
         }
         return manifest.model_copy(update={key: value for key, value in update.items() if value is not None})
 
@@ -56,13 +58,17 @@ def manifest_for(
     class_names = overrides.class_names or metadata.class_names
     if not class_names:
         raise ModelPackageError("the ONNX metadata has no class names; pass them (--classes a,b,c)")
+    default_resize = ResizeMode.CENTER_CROP if task is Task.CLASSIFICATION else ResizeMode.LETTERBOX
     return ModelManifest(
         model_id=model_id,
         task=task,
         class_names=class_names,
         input_size=overrides.input_size or metadata.input_size or runner.input_hw,
         stride=metadata.stride or 32,
-        resize=overrides.resize or ResizeMode.LETTERBOX,
+        resize=overrides.resize or default_resize,
+        multilabel=overrides.multilabel,
+        keypoint_shape=metadata.keypoint_shape,
+        keypoint_names=metadata.keypoint_names or {},
         source=source,
     )
 

@@ -46,8 +46,9 @@ _TASK_ALIASES = {
 
 
 class ResizeMode(str, Enum):
-    LETTERBOX = "letterbox"
-    STRETCH = "stretch"
+    LETTERBOX = "letterbox"  # fit inside, pad the rest (detection-style models)
+    STRETCH = "stretch"  # fill, ignoring the aspect ratio
+    CENTER_CROP = "center-crop"  # fill the short side, crop the long one (Ultralytics classifiers)
 
 
 class Contrast(str, Enum):
@@ -98,6 +99,12 @@ class ModelManifest(BaseModel):
     pad_value: int = Field(114, ge=0, le=255)
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     multilabel: bool = Field(False, description="Classification: independent scores per class.")
+    keypoint_shape: tuple[int, int] | None = Field(
+        None, description="Pose: keypoints per object and values per keypoint (2: x, y; 3: x, y, visibility)."
+    )
+    keypoint_names: dict[int, list[str]] = Field(
+        default_factory=dict, description="Pose: keypoint names for each class id."
+    )
     colors: dict[str, str] = Field(default_factory=dict, description="Class name → hex colour for drawings.")
     model_type: str | None = Field(None, description="Architecture, e.g. yolov8n, when known.")
     weights_file: str = WEIGHTS_FILE

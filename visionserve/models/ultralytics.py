@@ -20,6 +20,8 @@ class UltralyticsMetadata:
     input_size: tuple[int, int] | None = None  # (height, width)
     stride: int | None = None
     end_to_end: bool = False  # NMS (or a one-to-one head) is inside the graph
+    keypoint_shape: tuple[int, int] | None = None  # (keypoints, values per keypoint)
+    keypoint_names: dict[int, list[str]] | None = None
 
 
 def literal(text: str | None) -> object:
@@ -54,6 +56,27 @@ def parse_input_size(value: object) -> tuple[int, int] | None:
     return None
 
 
+def parse_keypoint_shape(value: object) -> tuple[int, int] | None:
+    """`[17, 3]`: keypoints per object, values per keypoint (2 or 3)."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        count, values = value
+        if count > 0 and values in (2, 3):
+            return count, values
+    return None
+
+
+def parse_keypoint_names(value: object) -> dict[int, list[str]] | None:
+    """`{0: ['nose', 'left_eye', ...]}`, keyed by class id (as int or str)."""
+    if not isinstance(value, dict):
+        return None
+    names: dict[int, list[str]] = {}
+    for key, labels in value.items():
+        if not str(key).isdigit() or not isinstance(labels, (list, tuple)):
+            return None
+        names[int(key)] = [str(label) for label in labels]
+    return names or None
+
+
 def parse_metadata(props: Mapping[str, str]) -> UltralyticsMetadata:
     task_name = props.get("task")
     try:
@@ -69,4 +92,6 @@ def parse_metadata(props: Mapping[str, str]) -> UltralyticsMetadata:
         input_size=parse_input_size(literal(props.get("imgsz"))),
         stride=stride if isinstance(stride, int) and not isinstance(stride, bool) and stride > 0 else None,
         end_to_end=nms_in_graph or literal(props.get("end2end")) is True,
+        keypoint_shape=parse_keypoint_shape(literal(props.get("kpt_shape"))),
+        keypoint_names=parse_keypoint_names(literal(props.get("kpt_names"))),
     )

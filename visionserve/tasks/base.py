@@ -83,7 +83,8 @@ class Predictor(ABC):
         params = self.parse_options(options)
         results: list[ResponseFields] = []
         for start in range(0, len(images), self.chunk_size):
-            adjusted = [adjust(image, self.manifest.preprocessing, options) for image in images[start : start + self.chunk_size]]
+            chunk = images[start : start + self.chunk_size]
+            adjusted = [adjust(image, self.manifest.preprocessing, options) for image in chunk]
             tensor, transforms = build_input_batch(
                 [image for image, _, _ in adjusted],
                 self.input_hw,
@@ -92,8 +93,14 @@ class Predictor(ABC):
                 self.runner.batch_size,
             )
             transforms = [
-                replace(transform, offset_x=offset_x, offset_y=offset_y)
-                for transform, (_, offset_x, offset_y) in zip(transforms, adjusted)
+                replace(
+                    transform,
+                    offset_x=offset_x,
+                    offset_y=offset_y,
+                    image_width=image.shape[1],
+                    image_height=image.shape[0],
+                )
+                for transform, (_, offset_x, offset_y), image in zip(transforms, adjusted, chunk)
             ]
             outputs = self.runner.run(tensor)
             for index, transform in enumerate(transforms):

@@ -62,11 +62,15 @@ def parse_detection_options(options: Options) -> DetectionParams:
 
 class ObjectDetectionPredictor(Predictor):
     task = Task.OBJECT_DETECTION
-    num_extra = 0  # values after the class scores in each output row
 
     def configure(self, output_shapes: list[tuple[int, ...]]) -> None:
         end_to_end = parse_metadata(self.runner.metadata).end_to_end
-        self.layout = detect_layout(output_shapes[0], len(self.class_names), self.num_extra, end_to_end)
+        extra = self.extra_values(output_shapes)
+        self.layout = detect_layout(output_shapes[0], len(self.class_names), extra, end_to_end)
+
+    def extra_values(self, output_shapes: list[tuple[int, ...]]) -> int:
+        """Values after the class scores in each output row: none for plain detection."""
+        return 0
 
     def parse_options(self, options: Options) -> DetectionParams:
         return parse_detection_options(options)

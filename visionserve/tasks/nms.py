@@ -42,3 +42,48 @@ def batched_nms(
     offset = 2.0 * float(np.abs(boxes).max()) + 1.0
     shifted = boxes + (class_ids.astype(boxes.dtype) * offset)[:, None]
     return nms(shifted, scores, iou_threshold, max_keep)
+
+
+def _covariances(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each rotated box (cx, cy, w, h, angle) as a Gaussian: its covariance terms a, b, c."""
+    a, b = boxes[:, 2] ** 2 / 12, boxes[:, 3] ** 2 / 12
+    cos, sin = np.cos(boxes[:, 4]), np.sin(boxes[:, 4])
+    return a * cos**2 + b * sin**2, a * sin**2 + b * cos**2, (a - b) * cos * sin
+
+
+def probiou(boxes: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Pairwise probabilistic IoU of rotated boxes [n, 5]: one minus the Hellinger distance between the boxes
+    seen as Gaussians (ProbIoU, the overlap Ultralytics' OBB NMS uses)."""
+    x, y = boxes[:, 0], boxes[:, 1]
+    a, b, c = _covariances(boxes)
+    a_sum, b_sum, c_sum = a[:, None] + a[None], b[:, None] + b[None], c[:, None] + c[None]
+    dx, dy = x[:, None] - x[None], y[:, None] - y[None]
+    denominator = a_sum * b_sum - c_sum**2 + eps
+    t1 = (a_sum * dy**2 + b_sum * dx**2) / denominator * 0.25
+    t2 = (c_sum * -dx * dy) / denominator * 0.5
+    determinants = np.clip(a * b - c**2, 0, None)
+    t3 = 0.5 * np.log((a_sum * b_sum - c_sum**2) / (4 * np.sqrt(determinants[:, None] * determinants[None]) + eps) + eps)
+    distance = np.clip(t1 + t2 + t3, eps, 100.0)
+    return 1.0 - np.sqrt(1.0 - np.exp(-distance) + eps)
+
+
+def rotated_nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    iou_threshold: float,
+    max_keep: int,
+    class_agnostic: bool = False,
+) -> np.ndarray:
+    """Indices of kept rotated boxes [n, 5] (cx, cy, w, h, angle), best first. As Ultralytics does, a box goes if
+    any better box overlaps it by the threshold or more (fast NMS), whether that box was kept or not."""
+    if not len(boxes) or max_keep <= 0:
+        return np.empty(0, dtype=np.intp)
+    order = np.argsort(-scores, kind="stable")
+    ordered = boxes[order].astype(np.float64)
+    if not class_agnostic:  # shift each class's centres into a region of their own
+        offset = 2.0 * float(np.abs(ordered[:, :4]).max()) + 1.0
+        ordered[:, :2] += (class_ids[order].astype(np.float64) * offset)[:, None]
+    overlaps = np.triu(probiou(ordered), k=1)
+    survivors = order[overlaps.max(axis=0, initial=0.0) < iou_threshold]
+    return survivors[:max_keep]

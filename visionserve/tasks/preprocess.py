@@ -29,13 +29,23 @@ class ImageTransform:
     pad_y: float
     offset_x: int = 0
     offset_y: int = 0
+    image_width: int = 0  # the whole decoded image, static crop or not
+    image_height: int = 0
 
-    def points_to_original(self, points: np.ndarray) -> np.ndarray:
-        """Map [..., (x, y)] pairs from input pixels to original pixels, clipped to the region."""
-        out = np.empty_like(points, dtype=np.float32)
-        out[..., 0] = np.clip((points[..., 0] - self.pad_x) / self.scale_x, 0, self.original_width) + self.offset_x
-        out[..., 1] = np.clip((points[..., 1] - self.pad_y) / self.scale_y, 0, self.original_height) + self.offset_y
-        return out
+    def input_to_original_axes(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Per axis, (a, c) such that original = input * a + c."""
+        return (
+            (1 / self.scale_x, self.offset_x - self.pad_x / self.scale_x),
+            (1 / self.scale_y, self.offset_y - self.pad_y / self.scale_y),
+        )
+
+    def points_to_original(self, points: np.ndarray, clip: bool = True) -> np.ndarray:
+        """Map [..., (x, y)] pairs from input pixels to original pixels, clipped to the region unless told not."""
+        x = (points[..., 0] - self.pad_x) / self.scale_x
+        y = (points[..., 1] - self.pad_y) / self.scale_y
+        if clip:
+            x, y = np.clip(x, 0, self.original_width), np.clip(y, 0, self.original_height)
+        return np.stack([x + self.offset_x, y + self.offset_y], axis=-1).astype(np.float32)
 
     def boxes_to_original(self, boxes: np.ndarray) -> np.ndarray:
         """Map xyxy boxes from input pixels to original pixels, clipped to the region."""
@@ -73,6 +83,22 @@ def stretch_into(image: np.ndarray, out: np.ndarray) -> ImageTransform:
     return ImageTransform(width, height, target_w / width, target_h / height, 0.0, 0.0)
 
 
+def center_crop_into(image: np.ndarray, out: np.ndarray, pad_value: int = 0) -> ImageTransform:
+    """Scale the short side to fit, then keep the centre (Ultralytics' classification transform)."""
+    target_h, target_w = out.shape[1:]
+    height, width = image.shape[:2]
+    ratio = max(target_h / height, target_w / width)
+    new_w, new_h = max(target_w, round(width * ratio)), max(target_h, round(height * ratio))
+    if (new_w, new_h) != (width, height):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    left, top = (new_w - target_w) // 2, (new_h - target_h) // 2
+    _write_chw_rgb(image[top : top + target_h, left : left + target_w], out)
+    return ImageTransform(width, height, new_w / width, new_h / height, float(-left), float(-top))
+
+
+_PLACE = {ResizeMode.LETTERBOX: letterbox_into, ResizeMode.CENTER_CROP: center_crop_into}
+
+
 def build_input_batch(
     images: list[np.ndarray],
     input_hw: tuple[int, int],
@@ -87,7 +113,6 @@ def build_input_batch(
     rows = max(len(images), batch_size or 0)
     tensor = np.zeros((rows, 3, *input_hw), dtype=np.float32)
     if mode is ResizeMode.STRETCH:
-        transforms = [stretch_into(image, tensor[index]) for index, image in enumerate(images)]
-    else:
-        transforms = [letterbox_into(image, tensor[index], pad_value) for index, image in enumerate(images)]
-    return tensor, transforms
+        return tensor, [stretch_into(image, tensor[index]) for index, image in enumerate(images)]
+    place = _PLACE[mode]
+    return tensor, [place(image, tensor[index], pad_value) for index, image in enumerate(images)]

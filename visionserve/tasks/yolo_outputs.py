@@ -45,6 +45,15 @@ def detect_layout(
 
 
 @dataclass(frozen=True)
+class ScoredRows:
+    """Output rows scoring at least the threshold, columns as the layout has them, with score and class."""
+
+    rows: np.ndarray  # [n, columns]
+    scores: np.ndarray  # [n]
+    class_ids: np.ndarray  # [n] int
+
+
+@dataclass(frozen=True)
 class Candidates:
     """Boxes above the confidence threshold, in network-input pixels, not yet suppressed."""
 
@@ -55,7 +64,7 @@ class Candidates:
     suppressed: bool  # True when the graph already ran NMS
 
 
-def _xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
+def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
     half = xywh[:, 2:4] / 2
     return np.concatenate([xywh[:, 0:2] - half, xywh[:, 0:2] + half], axis=1)
 
@@ -66,6 +75,28 @@ def _top_k(indices: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     return indices[np.argpartition(-scores[indices], k - 1)[:k]]
 
 
+def score_rows(
+    output: np.ndarray, layout: OutputLayout, num_classes: int, confidence: float, max_candidates: int
+) -> ScoredRows:
+    """One image's raw output (batch axis removed) → its best `max_candidates` rows scoring at least
+    `confidence`, as [n, columns]."""
+    if layout is OutputLayout.ANCHORS_LAST:
+        class_scores = output[4 : 4 + num_classes]
+        best = class_scores.max(axis=0)
+        keep = _top_k(np.flatnonzero(best >= confidence), best, max_candidates)
+        return ScoredRows(output[:, keep].T, best[keep], class_scores[:, keep].argmax(axis=0))
+    if layout is OutputLayout.OBJECTNESS:
+        rows = output[output[:, 4] >= confidence]  # objectness bounds the final score from above
+        class_probs = rows[:, 5 : 5 + num_classes]
+        class_ids = class_probs.argmax(axis=1)
+        scores = rows[:, 4] * class_probs[np.arange(len(rows)), class_ids]
+        keep = _top_k(np.flatnonzero(scores >= confidence), scores, max_candidates)
+        return ScoredRows(rows[keep], scores[keep], class_ids[keep])
+    scores = output[:, 4]
+    keep = _top_k(np.flatnonzero((scores >= confidence) & (scores > 0)), scores, max_candidates)
+    return ScoredRows(output[keep], scores[keep], output[keep, 5].astype(np.intp))
+
+
 def decode_candidates(
     output: np.ndarray,
     layout: OutputLayout,
@@ -73,30 +104,11 @@ def decode_candidates(
     confidence: float,
     max_candidates: int,
 ) -> Candidates:
-    """One image's raw output (the batch axis removed) → candidates scoring at least `confidence`."""
+    """One image's raw output → axis-aligned candidate boxes (xyxy) and their extra values."""
+    scored = score_rows(output, layout, num_classes, confidence, max_candidates)
+    rows = scored.rows
     if layout is OutputLayout.ANCHORS_LAST:
-        class_scores = output[4 : 4 + num_classes]
-        best = class_scores.max(axis=0)
-        keep = _top_k(np.flatnonzero(best >= confidence), best, max_candidates)
-        rows = output[:, keep].T
-        class_ids = class_scores[:, keep].argmax(axis=0)
-        return Candidates(
-            _xywh_to_xyxy(rows[:, :4]), best[keep], class_ids, rows[:, 4 + num_classes :], suppressed=False
-        )
+        return Candidates(xywh_to_xyxy(rows[:, :4]), scored.scores, scored.class_ids, rows[:, 4 + num_classes :], False)
     if layout is OutputLayout.OBJECTNESS:
-        rows = output[output[:, 4] >= confidence]  # objectness bounds the final score from above
-        class_probs = rows[:, 5 : 5 + num_classes]
-        class_ids = class_probs.argmax(axis=1)
-        scores = rows[:, 4] * class_probs[np.arange(len(rows)), class_ids]
-        keep = _top_k(np.flatnonzero(scores >= confidence), scores, max_candidates)
-        return Candidates(
-            _xywh_to_xyxy(rows[keep, :4]),
-            scores[keep],
-            class_ids[keep],
-            rows[keep, 5 + num_classes :],
-            suppressed=False,
-        )
-    scores = output[:, 4]
-    keep = _top_k(np.flatnonzero((scores >= confidence) & (scores > 0)), scores, max_candidates)
-    rows = output[keep]
-    return Candidates(rows[:, :4], rows[:, 4], rows[:, 5].astype(np.intp), rows[:, 6:], suppressed=True)
+        return Candidates(xywh_to_xyxy(rows[:, :4]), scored.scores, scored.class_ids, rows[:, 5 + num_classes :], False)
+    return Candidates(rows[:, :4], scored.scores, scored.class_ids, rows[:, 6:], True)

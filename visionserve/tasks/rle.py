@@ -1,0 +1,34 @@
+"""COCO run-length encoding of binary masks, in the compressed string form (`{"size": [h, w], "counts": str}`)
+that pycocotools, supervision and the reference server use."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _compress(counts: list[int]) -> str:
+    """Each run as 5-bit groups, little end first, 6th bit = more follows, offset by 48 into printable ASCII;
+    from the third run on, runs are stored as the difference to the run two before."""
+    out = []
+    for index, count in enumerate(counts):
+        value = count - counts[index - 2] if index > 2 else count
+        more = True
+        while more:
+            group = value & 0x1F
+            value >>= 5
+            more = value != -1 if group & 0x10 else value != 0
+            out.append(chr(group + (0x20 if more else 0) + 48))
+    return "".join(out)
+
+
+def rle_encode(mask: np.ndarray) -> dict[str, object]:
+    """A 2-D boolean mask → COCO compressed RLE (column-major runs, starting with a run of zeros)."""
+    height, width = mask.shape
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")
+    if not flat.size:
+        return {"size": [height, width], "counts": ""}
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    counts = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    if flat[0]:
+        counts.insert(0, 0)
+    return {"size": [height, width], "counts": _compress(counts)}
