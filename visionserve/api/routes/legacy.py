@@ -128,13 +128,6 @@ BODY_DOCS = {
 }
 
 
-@router.api_route(
-    "/{project}/{version}",
-    methods=["GET", "POST"],
-    responses={**ERROR_RESPONSES, 200: {"description": "JSON predictions, or a JPEG with `format=image`."}},
-    openapi_extra=BODY_DOCS,
-    summary="Infer with any model, hosted-API style (one image, options in the query)",
-)
 async def legacy_infer(
     project: str,
     version: str,
@@ -156,3 +149,15 @@ async def legacy_infer(
     if query.format == "image" and result.visualization is not None:
         return Response(result.visualization, media_type="image/jpeg")
     return json_response(orjson.dumps(with_visualization(result)))
+
+
+for _method in ("POST", "GET"):
+    router.add_api_route(
+        "/{project}/{version}",
+        legacy_infer,
+        methods=[_method],
+        responses={**ERROR_RESPONSES, 200: {"description": "JSON predictions, or a JPEG with `format=image`."}},
+        openapi_extra=BODY_DOCS if _method == "POST" else None,
+        summary=f"Infer with any model, hosted-API style ({_method}; one image, options in the query)",
+        operation_id=f"legacy_infer_{_method.lower()}",
+    )
