@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
 import functools
 import http.server
 import threading
@@ -19,7 +21,21 @@ import skimage.data
 
 from visionserve.server_process import ServerProcess
 
-FIXTURES = Path(__file__).parent / "fixtures"
+# The project's own Ultralytics models and test images (tools/make_fixtures.py); another folder made by the
+# same script can stand in, e.g. to check a fresh run: VISIONSERVE_TEST_FIXTURES=/tmp/out make test.
+FIXTURES = Path(os.environ.get("VISIONSERVE_TEST_FIXTURES", Path(__file__).parent / "fixtures"))
+FIXTURE_MODELS = {  # model id in the test store → fixture file
+    "shapes-detect/1": "shapes-detect.onnx",
+    "shapes-detect-dynamic/1": "shapes-detect-dynamic.onnx",
+    "shapes-detect-nms/1": "shapes-detect-nms.onnx",
+    "shapes-detect-v5classic/1": "shapes-detect-v5classic.onnx",
+    "shapes-detect-v5u/1": "shapes-detect-v5u.onnx",
+    "shapes-detect-yolo11/1": "shapes-detect-yolo11.onnx",
+    "shapes-segment/1": "shapes-segment.onnx",
+    "shapes-pose/1": "shapes-pose.onnx",
+    "shapes-obb/1": "shapes-obb.onnx",
+    "shapes-classify/1": "shapes-classify.onnx",
+}
 
 
 class Server(ServerProcess):
@@ -130,3 +146,25 @@ def b64(data: bytes) -> str:
 
 def image_value(pixels: np.ndarray, ext: str = ".jpg") -> dict[str, str]:
     return {"type": "base64", "value": b64(encode(pixels, ext))}
+
+
+def ground_truth() -> dict[str, dict]:
+    return json.loads((FIXTURES / "images" / "ground_truth.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose store holds every fixture model (added as `visionserve models add` does), plus the
+    classifier again as a multi-label model."""
+    from visionserve.models.inspect import ManifestOverrides, import_model
+    from visionserve.models.store import ModelStore
+
+    home = tmp_path_factory.mktemp("fixture-home")
+    store = ModelStore(home / "models")
+    for model_id, file_name in FIXTURE_MODELS.items():
+        import_model(store, FIXTURES / "models" / file_name, model_id, ManifestOverrides())
+    import_model(store, FIXTURES / "models" / "shapes-classify.onnx", "shapes-multilabel/1",
+                 ManifestOverrides(multilabel=True))
+    running = Server(home).start()
+    yield running
+    running.stop()

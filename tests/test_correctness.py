@@ -6,8 +6,6 @@ transpose and thresholding, OpenCV's NMS, and a single-gain mapping back to the 
 
 from __future__ import annotations
 
-import ast
-
 import cv2
 import httpx
 import numpy as np
@@ -15,6 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from tests.conftest import image_value, photo
+from tests.reference_decode import detections, letterbox, metadata
 from visionserve.models.builtin import BuiltinModels
 
 CONFIDENCE, IOU = 0.01, 0.3
@@ -40,32 +39,11 @@ def session() -> ort.InferenceSession:
 
 def reference_decode(session: ort.InferenceSession, bgr: np.ndarray) -> list[tuple[int, float, list[float]]]:
     """(class id, score, [x1, y1, x2, y2]) for each detection, Ultralytics-style."""
-    meta = session.get_modelmeta().custom_metadata_map
-    side = ast.literal_eval(meta["imgsz"])[0]
-    num_classes = len(ast.literal_eval(meta["names"]))
-    height, width = bgr.shape[:2]
-    gain = min(side / height, side / width)
-    new_w, new_h = int(round(width * gain)), int(round(height * gain))
-    pad_w, pad_h = (side - new_w) / 2, (side - new_h) / 2
-    top, bottom = int(round(pad_h - 0.1)), int(round(pad_h + 0.1))
-    left, right = int(round(pad_w - 0.1)), int(round(pad_w + 0.1))
-    resized = cv2.resize(bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    boxed = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114))
-    tensor = (boxed[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)) / 255.0
-    rows = session.run(None, {session.get_inputs()[0].name: tensor})[0][0].T  # [N, 4 + C]
-    scores = rows[:, 4 : 4 + num_classes]
-    class_ids, best = scores.argmax(1), scores.max(1)
-    keep = best >= CONFIDENCE
-    rows, class_ids, best = rows[keep], class_ids[keep], best[keep]
-    xywh = [[cx - w / 2, cy - h / 2, w, h] for cx, cy, w, h in rows[:, :4].tolist()]
-    kept = np.asarray(cv2.dnn.NMSBoxesBatched(xywh, best.tolist(), class_ids.tolist(), CONFIDENCE, IOU)).reshape(-1)
-    detections = []
-    for index in kept:
-        x, y, w, h = xywh[index]
-        corners = [(x - left) / gain, (y - top) / gain, (x + w - left) / gain, (y + h - top) / gain]
-        corners = [min(max(value, 0.0), limit) for value, limit in zip(corners, [width, height] * 2)]
-        detections.append((int(class_ids[index]), float(best[index]), corners))
-    return detections
+    meta = metadata(session)
+    boxed = letterbox(bgr, meta["imgsz"][0])
+    rows = session.run(None, {session.get_inputs()[0].name: boxed.tensor})[0][0].T  # [N, 4 + C]
+    found = detections(rows, len(meta["names"]), CONFIDENCE, IOU)
+    return [(d.class_id, d.score, boxed.to_image(d.box.reshape(2, 2)).reshape(4).tolist()) for d in found]
 
 
 def server_boxes(client: httpx.Client, bgr: np.ndarray) -> list[tuple[int, float, list[float]]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, b64, encode, photo
+from tests.conftest import FIXTURES, Server, b64, encode, ground_truth, photo
 from tests.test_api_detection import without_ids
 
 ROOT = Path(__file__).parent.parent
@@ -64,6 +64,7 @@ def test_v0_mode_batch_with_concurrency_and_arrays(server: Server, client: httpx
     ]
     assert all(p["confidence"] >= 0.2 for r in results for p in r["result"]["predictions"])
     assert len(results[0]["detections"]["xyxy"]) == len(results[0]["result"]["predictions"]) >= 1
+    assert results[0]["detections"]["mask_pixels"] is None
 
 
 def test_v0_mode_errors_reach_the_client(server: Server, photos: list[Path]) -> None:
@@ -98,3 +99,42 @@ def test_default_mode_batch_of_three(server: Server, client: httpx.Client, photo
 def test_default_mode_errors(server: Server, photos: list[Path]) -> None:
     output = official_client(server, "no-such-model/2", photos[:1])
     assert output["error"]["status_code"] == 404 and "no-such-model/2" in output["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def task_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    folder = tmp_path_factory.mktemp("task-images")
+    by_task: dict[str, list[Path]] = {}
+    for name, truth in sorted(ground_truth().items()):
+        path = folder / name
+        path.write_bytes((FIXTURES / "images" / name).read_bytes())
+        by_task.setdefault(truth["task"], []).append(path)
+    return by_task
+
+
+def test_segmentation_masks_reach_supervision(fixture_server: Server, task_images: dict) -> None:
+    images = task_images["segment"]
+    output = official_client(fixture_server, "shapes-segment/1", images, "--confidence", "0.5",
+                             "--max-batch-size", "2", "--max-concurrent-requests", "2")
+    assert len(output["results"]) == len(images)
+    for item in output["results"]:
+        pixels = item["detections"]["mask_pixels"]
+        assert pixels and all(count > 100 for count in pixels)  # a filled polygon per shape
+        assert all(p["mask_format"] == "polygon" for p in item["result"]["predictions"])
+
+
+def test_keypoints_reach_supervision(fixture_server: Server, task_images: dict) -> None:
+    output = official_client(fixture_server, "shapes-pose/1", task_images["pose"], "--confidence", "0.5")
+    for item in output["results"]:
+        xy = item["keypoints"]["xy"]
+        assert len(xy) == len(item["result"]["predictions"]) and all(len(points) == 3 for points in xy)
+        first = item["result"]["predictions"][0]["keypoints"][0]
+        assert xy[0][0] == pytest.approx([first["x"], first["y"]])
+
+
+def test_classification_in_both_modes(fixture_server: Server, task_images: dict) -> None:
+    images = task_images["classify"]
+    for flags in ((), ("--v0",)):
+        output = official_client(fixture_server, "shapes-classify/1", images, *flags)
+        truth = ground_truth()
+        assert [item["result"]["top"] for item in output["results"]] == [truth[p.name]["label"] for p in images]

@@ -16,16 +16,23 @@ from inference_sdk.http.errors import HTTPCallErrorError
 
 
 def summarise(result: dict) -> dict:
+    """The result, and what supervision builds from it (classification results are not for supervision)."""
+    if "top" in result or isinstance(result.get("predictions"), dict):
+        return {"result": result}
     detections = sv.Detections.from_inference(result)
-    return {
+    summary = {
         "result": result,
         "detections": {
             "xyxy": detections.xyxy.tolist(),
             "class_name": detections.data["class_name"].tolist(),
             "confidence": detections.confidence.tolist(),
-            "has_mask": detections.mask is not None,
+            "mask_pixels": detections.mask.sum(axis=(1, 2)).tolist() if detections.mask is not None else None,
         },
     }
+    if any("keypoints" in prediction for prediction in result["predictions"]):
+        keypoints = sv.KeyPoints.from_inference(result)
+        summary["keypoints"] = {"xy": keypoints.xy.tolist(), "confidence": keypoints.confidence.tolist()}
+    return summary
 
 
 def main() -> None:
