@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.table import Table
 
 from visionserve.loadtest import Timing, http_load, repeat
+from visionserve.api.state import settings_runtime
 from visionserve.config import Settings
 from visionserve.images.decode import decode_image
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.loader import LoadedModel, load_model
 from visionserve.models.store import ModelStore
-from visionserve.runtime.onnx_model import RuntimeOptions
 from visionserve.server_process import ServerProcess
 from visionserve.tasks.preprocess import build_input_batch
 
@@ -47,34 +47,34 @@ def load(model_id: str, settings: Settings) -> LoadedModel:
     package = ModelStore(settings.models_dir).find(model_id) or BuiltinModels().find(model_id)
     if package is None:
         raise SystemExit(f"unknown model {model_id}")
-    options = RuntimeOptions(tuple(settings.execution_providers), settings.intra_op_threads)
-    return load_model(model_id, package, options, settings.max_batch_size)
+    return load_model(model_id, package, settings_runtime(settings), settings.max_batch_size)
 
 
 def profile_stages(model: LoadedModel, jpeg: bytes, seconds: float) -> dict[str, Timing]:
     """Each stage of the pipeline timed on its own, the same calls the server makes."""
     predictor = model.predictor
     options = {"confidence": 0.4}
-    pixels = decode_image(jpeg, max_pixels=10**9)
+    needed = predictor.needed_scale(options)
+    image = decode_image(jpeg, 10**9, needed=needed)
     tensor, transforms = build_input_batch(
-        [pixels], predictor.input_hw, model.manifest.resize, model.manifest.pad_value, predictor.runner.batch_size
+        [image], predictor.input_hw, model.manifest.resize, model.manifest.pad_value, predictor.runner.batch_size
     )
     outputs = predictor.runner.run(tensor)
     params = predictor.parse_options(options)
     slice_ = [output[0] for output in outputs]
     stage = seconds / 5
     return {
-        "decode": repeat(lambda: decode_image(jpeg, max_pixels=10**9), stage),
+        "decode": repeat(lambda: decode_image(jpeg, 10**9, needed=needed), stage),
         "preprocess": repeat(
             lambda: build_input_batch(
-                [pixels], predictor.input_hw, model.manifest.resize, model.manifest.pad_value,
+                [image], predictor.input_hw, model.manifest.resize, model.manifest.pad_value,
                 predictor.runner.batch_size,
             ),
             stage,
         ),
         "forward": repeat(lambda: predictor.runner.run(tensor), stage),
         "postprocess": repeat(lambda: predictor.postprocess(slice_, transforms[0], params), stage),
-        "pipeline": repeat(lambda: predictor.predict([decode_image(jpeg, max_pixels=10**9)], options), stage),
+        "pipeline": repeat(lambda: predictor.predict([decode_image(jpeg, 10**9, needed=needed)], options), stage),
     }
 
 

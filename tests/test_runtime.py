@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import photo
 from visionserve.config import Settings
+from visionserve.images.decode import DecodedImage
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.loader import load_model
 from visionserve.runtime.onnx_model import RuntimeOptions, usable_providers
@@ -60,7 +61,8 @@ def test_a_dynamic_batch_model_runs_a_list_as_one_batch() -> None:
     model = load_model("nudenet/1", package, RuntimeOptions(), max_batch_size=4)
     counter = CountingRunner(model.predictor.runner)
     model.predictor.runner.run = counter  # type: ignore[method-assign]
-    images = [photo("astronaut"), photo("coffee"), photo("chelsea"), photo("rocket"), photo("astronaut")]
+    names = ["astronaut", "coffee", "chelsea", "rocket", "astronaut"]
+    images = [DecodedImage.full(photo(name)) for name in names]
     batched = model.predictor.predict(images, {"confidence": 0.1})
     assert counter.batches == [4, 1]  # chunks of max_batch_size
     singles = [model.predictor.predict([image], {"confidence": 0.1})[0] for image in images]

@@ -30,7 +30,11 @@ class Settings(BaseSettings):
         default_factory=lambda: ["CPUExecutionProvider"],
         description="ONNX Runtime providers in order of preference, e.g. CUDAExecutionProvider,CPUExecutionProvider.",
     )
-    intra_op_threads: int = Field(0, ge=0, description="Threads per forward pass; 0 lets ONNX Runtime pick.")
+    intra_op_threads: int = Field(0, ge=0, description="Threads per forward pass; 0: half the cores.")
+    concurrent_runs: int = Field(
+        0, ge=0, description="Forward passes of one model at the same time; 0: cores / intra_op_threads."
+    )
+    ort_spinning: bool = Field(True, description="Let idle ONNX Runtime threads spin (lower latency, more CPU).")
     inference_threads: int = Field(
         default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)),
         ge=1,

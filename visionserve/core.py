@@ -63,21 +63,23 @@ class InferenceService:
                 f"{job.expected_task.value} models."
             )
         started = time.perf_counter()
-        pixels = [self.images.load(spec, job.auto_orient) for spec in job.images]
-        fields = model.predictor.predict(pixels, job.options)
+        visualize = bool(job.options.get("visualize_predictions"))
+        needed = None if visualize else model.predictor.needed_scale(job.options)  # drawings need every pixel
+        images = [self.images.load(spec, job.auto_orient, needed) for spec in job.images]
+        fields = model.predictor.predict(images, job.options)
         elapsed = time.perf_counter() - started
         results = []
-        for image, image_fields in zip(pixels, fields):
+        for image, image_fields in zip(images, fields):
             response = {
                 "inference_id": job.request_id,
                 "time": elapsed,
-                "image": {"width": image.shape[1], "height": image.shape[0]},
+                "image": {"width": image.width, "height": image.height},
                 **image_fields,
             }
             visualization = None
-            if job.options.get("visualize_predictions"):
+            if visualize:
                 visualization = annotate(
-                    image,
+                    image.pixels,
                     response,
                     stroke=job.options.get("visualization_stroke_width") or 1,
                     labels=bool(job.options.get("visualization_labels")),

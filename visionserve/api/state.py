@@ -26,10 +26,15 @@ from visionserve.models.remote import RemoteModels
 from visionserve.models.resolver import ModelResolver, ModelSource
 from visionserve.models.store import ModelStore
 from visionserve.models.weights_api import WeightsApi
-from visionserve.runtime.onnx_model import RuntimeOptions
+from visionserve.runtime.onnx_model import RuntimeOptions, available_cores, plan_threads
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
+
+
+def settings_runtime(settings: Settings) -> RuntimeOptions:
+    intra, runs = plan_threads(settings.intra_op_threads, settings.concurrent_runs, available_cores())
+    return RuntimeOptions(tuple(settings.execution_providers), intra, runs, settings.ort_spinning)
 
 
 def _server_id() -> str:
@@ -55,9 +60,7 @@ class ServerState:
         weights_api = WeightsApi(settings.weights_api, settings.weights_api_timeout_s) if settings.weights_api else None
         if weights_api is not None:
             sources.append(RemoteModels(weights_api, store, settings.weights_api_key))
-        runtime = RuntimeOptions(
-            providers=tuple(settings.execution_providers), intra_op_threads=settings.intra_op_threads
-        )
+        runtime = settings_runtime(settings)
         manager = ModelManager(
             ModelResolver(sources),
             lambda model_id, package: load_model(model_id, package, runtime, settings.max_batch_size),

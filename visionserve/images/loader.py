@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from visionserve.errors import InputImageError
-from visionserve.images.decode import decode_image
+from visionserve.images.decode import DecodedImage, NeededScale, decode_image
 from visionserve.images.fetch import UrlFetcher
 from visionserve.images.numpy_input import array_from_bytes
 from visionserve.images.sources import ENCODED, ImageSpec, decode_base64
@@ -23,14 +21,14 @@ class ImageLoader:
         self.max_pixels = max_pixels
         self.allow_numpy = allow_numpy
 
-    def load(self, spec: ImageSpec, auto_orient: bool = True) -> np.ndarray:
-        """Pixels as BGR uint8 [H, W, 3], whatever the declaration."""
+    def load(self, spec: ImageSpec, auto_orient: bool = True, needed: NeededScale | None = None) -> DecodedImage:
+        """The image as BGR uint8 pixels, whatever the declaration; `needed` allows draft decoding."""
         if spec.type == "numpy":
             if not self.allow_numpy:
                 raise InputImageError(NUMPY_DISABLED)
             payload = spec.value if isinstance(spec.value, bytes) else decode_base64(spec.value)
             return array_from_bytes(payload, self.max_pixels)
-        return decode_image(self._encoded(spec), self.max_pixels, auto_orient)
+        return decode_image(self._encoded(spec), self.max_pixels, auto_orient, needed)
 
     def _encoded(self, spec: ImageSpec) -> bytes:
         if spec.type == "base64":

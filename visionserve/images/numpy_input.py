@@ -12,7 +12,7 @@ import pickle
 import numpy as np
 
 from visionserve.errors import InputImageError
-from visionserve.images.decode import check_pixel_count
+from visionserve.images.decode import DecodedImage, check_pixel_count
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -43,7 +43,7 @@ def _deserialize(data: bytes) -> object:
     return _ArrayOnlyUnpickler(io.BytesIO(data)).load()
 
 
-def array_from_bytes(data: bytes, max_pixels: int) -> np.ndarray:
+def array_from_bytes(data: bytes, max_pixels: int) -> DecodedImage:
     """Bytes → an HxWx3 uint8 BGR image (2-D and single-channel arrays are taken as grayscale)."""
     try:
         array = _deserialize(data)
@@ -65,5 +65,5 @@ def array_from_bytes(data: bytes, max_pixels: int) -> np.ndarray:
     if height == 0 or width == 0:
         raise InputImageError("For image given as np.ndarray expected a non-empty image.")
     if array.ndim == 2 or array.shape[2] == 1:
-        return np.ascontiguousarray(np.repeat(array.reshape(height, width, 1), 3, axis=2))
-    return np.ascontiguousarray(array)
+        array = np.repeat(array.reshape(height, width, 1), 3, axis=2)
+    return DecodedImage.full(np.ascontiguousarray(array))

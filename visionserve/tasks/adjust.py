@@ -8,6 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from visionserve.images.decode import DecodedImage
 from visionserve.models.manifest import Contrast, Preprocessing
 
 # skimage-style adaptive equalisation with clip limit 0.03, in OpenCV's units (a multiple of the mean bin height).
@@ -32,23 +33,26 @@ def _equalize(image: np.ndarray, adaptive: bool) -> np.ndarray:
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
 
 
-def adjust(image: np.ndarray, steps: Preprocessing, options: Mapping[str, Any]) -> tuple[np.ndarray, int, int]:
-    """The image the model sees, and the offset (x, y) of its top-left corner in the original."""
+def adjust(image: DecodedImage, steps: Preprocessing, options: Mapping[str, Any]) -> tuple[DecodedImage, int, int]:
+    """The image the model sees, and the offset (x, y) of its top-left corner in the original. A static crop
+    needs the full pixels (the caller does not draft-decode then)."""
     offset_x = offset_y = 0
+    pixels = image.pixels
     crop = steps.static_crop
     if crop is not None and not options.get("disable_preproc_static_crop"):
-        height, width = image.shape[:2]
+        height, width = pixels.shape[:2]
         offset_x, offset_y = int(crop.x_min / 100 * width), int(crop.y_min / 100 * height)
         right, bottom = int(crop.x_max / 100 * width), int(crop.y_max / 100 * height)
         if right > offset_x and bottom > offset_y:
-            image = image[offset_y:bottom, offset_x:right]
+            image = DecodedImage.full(pixels[offset_y:bottom, offset_x:right])
         else:
             offset_x = offset_y = 0
+    pixels = image.pixels
     if steps.contrast is not None and not options.get("disable_preproc_contrast"):
         if steps.contrast is Contrast.STRETCHING:
-            image = _stretch_contrast(image)
+            pixels = _stretch_contrast(pixels)
         else:
-            image = _equalize(image, adaptive=steps.contrast is Contrast.ADAPTIVE)
+            pixels = _equalize(pixels, adaptive=steps.contrast is Contrast.ADAPTIVE)
     if steps.grayscale and not options.get("disable_preproc_grayscale"):
-        image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-    return image, offset_x, offset_y
+        pixels = cv2.cvtColor(cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    return DecodedImage(pixels, image.width, image.height), offset_x, offset_y

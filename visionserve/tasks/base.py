@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from visionserve.errors import ModelPackageError
-from visionserve.models.manifest import ModelManifest, Task
+from visionserve.images.decode import DecodedImage, NeededScale
+from visionserve.models.manifest import ModelManifest, ResizeMode, Task
 from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel
 from visionserve.tasks.adjust import adjust
 from visionserve.tasks.preprocess import ImageTransform, build_input_batch
@@ -79,7 +80,17 @@ class Predictor(ABC):
     def postprocess(self, outputs: list[np.ndarray], transform: ImageTransform, params: Any) -> ResponseFields:
         """One image's outputs (batch axis removed) → `predictions` and any task-level response fields."""
 
-    def predict(self, images: list[np.ndarray], options: Options) -> list[ResponseFields]:
+    def needed_scale(self, options: Options) -> NeededScale | None:
+        """How much of an image's size this model looks at, so large JPEGs can be decoded smaller; None when it
+        needs every pixel (a static crop works on the full image)."""
+        if self.manifest.preprocessing.static_crop is not None and not options.get("disable_preproc_static_crop"):
+            return None
+        height, width = self.input_hw
+        if self.manifest.resize is ResizeMode.LETTERBOX:
+            return lambda w, h: min(height / h, width / w)
+        return lambda w, h: max(height / h, width / w)  # stretch and centre crop fill both sides
+
+    def predict(self, images: list[DecodedImage], options: Options) -> list[ResponseFields]:
         params = self.parse_options(options)
         results: list[ResponseFields] = []
         for start in range(0, len(images), self.chunk_size):
@@ -97,8 +108,8 @@ class Predictor(ABC):
                     transform,
                     offset_x=offset_x,
                     offset_y=offset_y,
-                    image_width=image.shape[1],
-                    image_height=image.shape[0],
+                    image_width=image.width,
+                    image_height=image.height,
                 )
                 for transform, (_, offset_x, offset_y), image in zip(transforms, adjusted, chunk)
             ]
