@@ -20,6 +20,7 @@ from visionserve.images.loader import ImageLoader
 from visionserve.images.sources import ImageSpec
 from visionserve.models.manager import ModelManager
 from visionserve.models.manifest import Task
+from visionserve.runtime.parallel import cpu_map
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class InferenceService:
         started = time.perf_counter()
         visualize = bool(job.options.get("visualize_predictions"))
         needed = None if visualize else model.predictor.needed_scale(job.options)  # drawings need every pixel
-        images = [self.images.load(spec, job.auto_orient, needed) for spec in job.images]
+        images = cpu_map(lambda spec: self.images.load(spec, job.auto_orient, needed), job.images)
         fields = model.predictor.predict(images, job.options)
         elapsed = time.perf_counter() - started
         results = []

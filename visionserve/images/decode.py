@@ -23,7 +23,7 @@ Image.MAX_IMAGE_PIXELS = None  # our own limit applies; Pillow's would warn or r
 # (width, height) of an image → the fraction of that size the model needs to see (1.0: full size).
 NeededScale = Callable[[int, int], float]
 _DRAFTS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
-DRAFT_MIN_PIXELS = 1_000_000  # below this, draft decoding saves too little to be worth differing from a full decode
+DRAFT_MIN_PIXELS = 250_000  # below this, draft decoding saves too little to be worth differing from a full decode
 
 
 @dataclass(frozen=True)

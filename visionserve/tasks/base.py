@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import replace
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from visionserve.errors import ModelPackageError
 from visionserve.images.decode import DecodedImage, NeededScale
 from visionserve.models.manifest import ModelManifest, ResizeMode, Task
 from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel
+from visionserve.runtime.parallel import cpu_map
 from visionserve.tasks.adjust import adjust
 from visionserve.tasks.preprocess import ImageTransform, build_input_batch
 
@@ -52,7 +54,7 @@ class Predictor(ABC):
         self.manifest = manifest
         self.runner = runner
         self.input_hw = resolve_input_size(manifest, runner)
-        self.chunk_size = runner.batch_size or max_batch_size
+        self.max_batch_size = max_batch_size
         probe = np.zeros((runner.batch_size or 1, 3, *self.input_hw), dtype=np.float32)
         try:
             shapes = [output.shape for output in runner.run(probe)]
@@ -90,30 +92,35 @@ class Predictor(ABC):
             return lambda w, h: min(height / h, width / w)
         return lambda w, h: max(height / h, width / w)  # stretch and centre crop fill both sides
 
+    def chunk_size(self, count: int) -> int:
+        """Images per forward pass: the fixed batch size, or an even share per concurrent run (so a batch keeps
+        every run busy), at most `max_batch_size`."""
+        if self.runner.batch_size:
+            return self.runner.batch_size
+        return max(1, min(self.max_batch_size, math.ceil(count / self.runner.concurrent_runs)))
+
     def predict(self, images: list[DecodedImage], options: Options) -> list[ResponseFields]:
         params = self.parse_options(options)
-        results: list[ResponseFields] = []
-        for start in range(0, len(images), self.chunk_size):
-            chunk = images[start : start + self.chunk_size]
-            adjusted = [adjust(image, self.manifest.preprocessing, options) for image in chunk]
-            tensor, transforms = build_input_batch(
-                [image for image, _, _ in adjusted],
-                self.input_hw,
-                self.manifest.resize,
-                self.manifest.pad_value,
-                self.runner.batch_size,
+        size = self.chunk_size(len(images))
+        chunks = [images[start : start + size] for start in range(0, len(images), size)]
+        answers = cpu_map(lambda chunk: self._predict_chunk(chunk, options, params), chunks)
+        return [fields for chunk_answers in answers for fields in chunk_answers]
+
+    def _predict_chunk(self, chunk: list[DecodedImage], options: Options, params: Any) -> list[ResponseFields]:
+        adjusted = [adjust(image, self.manifest.preprocessing, options) for image in chunk]
+        tensor, transforms = build_input_batch(
+            [image for image, _, _ in adjusted],
+            self.input_hw,
+            self.manifest.resize,
+            self.manifest.pad_value,
+            self.runner.batch_size,
+        )
+        outputs = self.runner.run(tensor)
+        return [
+            self.postprocess(
+                [output[index] for output in outputs],
+                replace(transform, offset_x=x, offset_y=y, image_width=image.width, image_height=image.height),
+                params,
             )
-            transforms = [
-                replace(
-                    transform,
-                    offset_x=offset_x,
-                    offset_y=offset_y,
-                    image_width=image.width,
-                    image_height=image.height,
-                )
-                for transform, (_, offset_x, offset_y), image in zip(transforms, adjusted, chunk)
-            ]
-            outputs = self.runner.run(tensor)
-            for index, transform in enumerate(transforms):
-                results.append(self.postprocess([output[index] for output in outputs], transform, params))
-        return results
+            for index, (transform, (_, x, y), image) in enumerate(zip(transforms, adjusted, chunk))
+        ]
