@@ -68,7 +68,7 @@ def test_start_status_infer_logs_stop(cli_env: dict[str, str], tmp_path: Path) -
     assert missing.returncode == 1 and "404" in missing.stderr
 
     logs = visionserve("server", "logs", "-n", "5", env=cli_env)
-    assert logs.returncode == 0 and "POST /infer/object_detection" in logs.stdout
+    assert logs.returncode == 0 and "method=POST path=/infer/object_detection status=200" in logs.stdout
 
     stopped = visionserve("server", "stop", env=cli_env)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout

@@ -64,13 +64,24 @@ class Settings(BaseSettings):
     allow_numpy_input: bool = Field(
         False, description="Accept `numpy` images (pickled arrays, read by a restricted unpickler, or .npy bytes)."
     )
+    api_keys: str = Field(
+        "", description="Keys a caller must present (comma-separated, or a file with one a line); empty: open."
+    )
+    allow_model_management: bool = Field(True, description="Serve /model/add, /model/remove and /model/clear.")
+    docs_public: bool = Field(True, description="Serve /docs, /redoc and /openapi.json without a key.")
+    metrics_public: bool = Field(True, description="Serve /metrics without a key.")
+    cors_origins: CommaList = Field(default_factory=list, description="Origins allowed cross-origin; none by default.")
+    log_json: bool = Field(False, description="One JSON object per request log line.")
+    max_inflight: int = Field(64, ge=1, description="Inference requests accepted at once; more get 503.")
+    request_timeout_s: float = Field(300.0, gt=0, description="Longest an inference request may take (504).")
+    shutdown_timeout_s: float = Field(30.0, gt=0, description="On SIGTERM, how long in-flight requests may finish.")
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Largest request body accepted.")
     url_timeout_s: float = Field(10.0, gt=0, description="Total time allowed to download an image URL.")
     url_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest image download accepted.")
     max_image_pixels: int = Field(50_000_000, ge=1, description="Largest decoded image (width x height).")
     max_batch_images: int = Field(64, ge=1, description="Most images accepted in one request.")
 
-    @field_validator("execution_providers", "url_allow_hosts", "preload_models", mode="before")
+    @field_validator("execution_providers", "url_allow_hosts", "preload_models", "cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -7,6 +7,7 @@ event loop stays free for HTTP.
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,12 +15,13 @@ from typing import Any
 
 import orjson
 
-from visionserve.errors import InvalidRequestError
+from visionserve.errors import ClientClosedRequest, InvalidRequestError
 from visionserve.images.annotate import annotate
 from visionserve.images.loader import ImageLoader
 from visionserve.images.sources import ImageSpec
 from visionserve.models.manager import ModelManager
 from visionserve.models.manifest import Task
+from visionserve.observe import note_model, timed
 from visionserve.runtime.parallel import cpu_map
 
 
@@ -35,6 +37,7 @@ class InferenceJob:
     auto_orient: bool = True
     expected_task: Task | None = None  # None: the model's own task decides (legacy route)
     api_key: str | None = None  # only ever forwarded to the weights API
+    cancelled: threading.Event = field(default_factory=threading.Event)  # the client left, or time ran out
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,11 @@ class InferenceService:
         started = time.perf_counter()
         visualize = bool(job.options.get("visualize_predictions"))
         needed = None if visualize else model.predictor.needed_scale(job.options)  # drawings need every pixel
-        images = cpu_map(lambda spec: self.images.load(spec, job.auto_orient, needed), job.images)
+        with timed("decode"):
+            images = cpu_map(lambda spec: self.images.load(spec, job.auto_orient, needed), job.images)
+        if job.cancelled.is_set():  # no one is waiting for the answer: leave the cores to others
+            raise ClientClosedRequest()
+        note_model(job.model_id, [(image.width, image.height) for image in images])
         fields = model.predictor.predict(images, job.options)
         elapsed = time.perf_counter() - started
         results = []

@@ -69,6 +69,19 @@ class TaskNotSupportedError(VisionServeError):
     status_code = 501
 
 
+class ClientClosedRequest(VisionServeError):
+    """The client went away before the answer was ready (nginx's 499); nobody reads this response."""
+
+    status_code = 499
+
+    def __init__(self) -> None:
+        super().__init__("The client closed the connection before the answer was ready.")
+
+
+class RequestTimeoutError(VisionServeError):
+    status_code = 504
+
+
 class ServiceUnavailableError(VisionServeError):
     """A transient condition; clients (including the official SDK) retry these."""
 

@@ -3,26 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from visionserve import __version__
+from visionserve.api.access import AccessControl
+from visionserve.api.context import RequestContext
 from visionserve.api.errors import install_error_handlers
 from visionserve.api.limits import BodySizeLimit
 from visionserve.api.routes import infer, legacy, models, service
 from visionserve.api.state import ServerState
 from visionserve.config import Settings
 
+logger = logging.getLogger(__name__)
+HEALTH_PATHS = frozenset({"/healthz", "/readiness", "/info"})
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    state = ServerState.build(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = ServerState.build(settings)
-        app.state.visionserve = state
+        if not state.access_keys and not _is_loopback(settings.host):
+            logger.warning(
+                "no VISIONSERVE_API_KEYS: anyone who can reach %s:%d may run and manage models",
+                settings.host, settings.port,
+            )  # fmt: skip
         preloading = asyncio.create_task(state.preload())
         try:
             yield
@@ -37,8 +57,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
         lifespan=lifespan,
     )
+    app.state.visionserve = state
     install_error_handlers(app)
+    # Innermost first: access control reads bodies within the size limit; every answer gets a request id.
+    if state.access_keys:
+        open_paths = HEALTH_PATHS | (DOCS_PATHS if settings.docs_public else frozenset())
+        open_paths |= frozenset({"/metrics"}) if settings.metrics_public else frozenset()
+        app.add_middleware(AccessControl, keys=state.access_keys, open_paths=open_paths)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(RequestContext, metrics=state.metrics, json_logs=settings.log_json)
     app.include_router(service.router)
     app.include_router(infer.router)
     app.include_router(models.router)

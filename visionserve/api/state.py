@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import secrets
 import string
@@ -13,15 +14,18 @@ from typing import TypeVar
 
 from fastapi import Request
 
+from visionserve.api.access import AccessKeys
+from visionserve.api.metrics import Metrics
 from visionserve.config import Settings
-from visionserve.core import InferenceService
+from visionserve.core import InferenceJob, InferenceService
 from visionserve.images.fetch import UrlFetcher
 from visionserve.images.loader import ImageLoader
-from visionserve.errors import VisionServeError
+from visionserve.errors import ClientClosedRequest, RequestTimeoutError, ServiceUnavailableError, VisionServeError
 from visionserve.models.aliases import resolve_alias
 from visionserve.models.builtin import BuiltinModels
-from visionserve.models.loader import load_model
+from visionserve.models.loader import LoadedModel, load_model
 from visionserve.models.manager import ModelManager
+from visionserve.models.manifest import ModelPackage
 from visionserve.models.remote import RemoteModels
 from visionserve.models.resolver import ModelResolver, ModelSource
 from visionserve.models.store import ModelStore
@@ -50,8 +54,11 @@ class ServerState:
     fetcher: UrlFetcher
     executor: ThreadPoolExecutor
     weights_api: WeightsApi | None
+    metrics: Metrics
+    access_keys: AccessKeys
     server_id: str = field(default_factory=_server_id)
     ready: bool = False
+    in_flight: int = 0  # inference jobs accepted and not finished (event loop thread only)
 
     @classmethod
     def build(cls, settings: Settings) -> ServerState:
@@ -61,22 +68,76 @@ class ServerState:
         if weights_api is not None:
             sources.append(RemoteModels(weights_api, store, settings.weights_api_key))
         runtime = settings_runtime(settings)
-        manager = ModelManager(
-            ModelResolver(sources),
-            lambda model_id, package: load_model(model_id, package, runtime, settings.max_batch_size),
-            max_active=settings.max_active_models,
-        )
+        metrics = Metrics()
+
+        def load(model_id: str, package: ModelPackage) -> LoadedModel:
+            with metrics.model_load_seconds.time():
+                try:
+                    model = load_model(model_id, package, runtime, settings.max_batch_size)
+                except VisionServeError:
+                    metrics.model_loads.labels(model_id, "failed").inc()
+                    raise
+            metrics.model_loads.labels(model_id, "loaded").inc()
+            return model
+
+        manager = ModelManager(ModelResolver(sources), load, max_active=settings.max_active_models)
+        metrics.count_models_with(lambda: len(manager.loaded()))
         fetcher = UrlFetcher(
             settings.url_timeout_s, settings.url_max_bytes, settings.url_allow_hosts, settings.allow_url_input
         )
         images = ImageLoader(fetcher, settings.max_image_pixels, settings.allow_numpy_input)
         service = InferenceService(manager, images, settings.max_batch_images)
         executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="visionserve-worker")
-        return cls(settings, store, manager, service, fetcher, executor, weights_api)
+        access_keys = AccessKeys.parse(settings.api_keys)
+        return cls(settings, store, manager, service, fetcher, executor, weights_api, metrics, access_keys)
+
+    def request_key(self, presented: str | None) -> str | None:
+        """The key to forward to the weights API: the caller's, unless callers' keys are this server's own
+        access keys (then the server's configured key is used, and theirs never leaves)."""
+        return None if self.access_keys else presented
 
     async def in_worker(self, function: Callable[..., T], *args: object) -> T:
-        """Run blocking work (decode, inference, model loads) off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+        """Run blocking work (decode, inference, model loads) off the event loop, in the request's context."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self.executor, context.run, function, *args)
+
+    async def run_job(self, request: Request, function: Callable[[InferenceJob], T], job: InferenceJob) -> T:
+        """An inference job in a worker thread, with back-pressure (503 beyond `max_inflight` jobs), a deadline
+        (504), and cancellation when the client goes away, so abandoned work does not hold the cores."""
+        if self.in_flight >= self.settings.max_inflight:
+            raise ServiceUnavailableError(
+                f"The server is at capacity ({self.in_flight} requests in flight) - retry request."
+            )
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        self.metrics.queued.inc()
+
+        def work() -> T:
+            self.metrics.queued.dec()
+            if job.cancelled.is_set():
+                raise ClientClosedRequest()
+            return function(job)
+
+        future = asyncio.ensure_future(self.in_worker(work))
+        future.add_done_callback(self._job_done)
+        watcher = asyncio.ensure_future(_disconnected(request))
+        try:
+            done, _ = await asyncio.wait(
+                {future, watcher}, timeout=self.settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            watcher.cancel()
+        if future in done:
+            return future.result()
+        job.cancelled.set()
+        future.add_done_callback(lambda finished: finished.exception())  # its outcome no longer matters
+        if watcher in done:
+            raise ClientClosedRequest()
+        raise RequestTimeoutError(f"The request took longer than {self.settings.request_timeout_s:g} s.")
+
+    def _job_done(self, _: asyncio.Future[object]) -> None:
+        self.in_flight -= 1
+        self.metrics.in_flight.dec()
 
     async def preload(self) -> None:
         """Load the start-up models, pinned, then report ready. A model that fails is logged and skipped, as the
@@ -93,6 +154,12 @@ class ServerState:
         self.fetcher.close()
         if self.weights_api is not None:
             self.weights_api.close()
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has gone (the body is read by then, so only a disconnect can arrive)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def get_state(request: Request) -> ServerState:

@@ -41,4 +41,6 @@ def serve(
         workers=workers,
         log_level=settings.log_level,
         log_config=log_config(settings.log_level),
+        access_log=False,  # visionserve.access writes one richer line per request
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )

@@ -4,6 +4,7 @@ GIL, so these threads really do use several cores."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,4 +32,6 @@ def cpu_map(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
     themselves (they would wait on the pool they occupy)."""
     if len(items) <= 1:
         return [function(item) for item in items]
-    return list(_shared_pool().map(function, items))
+    pool = _shared_pool()  # each task runs in a copy of the caller's context (request stats, for one)
+    futures = [pool.submit(contextvars.copy_context().run, function, item) for item in items]
+    return [future.result() for future in futures]

@@ -14,6 +14,7 @@ from visionserve.errors import ModelPackageError
 from visionserve.images.decode import DecodedImage, NeededScale
 from visionserve.models.manifest import ModelManifest, ResizeMode, Task
 from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel
+from visionserve.observe import timed
 from visionserve.runtime.parallel import cpu_map
 from visionserve.tasks.adjust import adjust
 from visionserve.tasks.preprocess import ImageTransform, build_input_batch
@@ -107,20 +108,23 @@ class Predictor(ABC):
         return [fields for chunk_answers in answers for fields in chunk_answers]
 
     def _predict_chunk(self, chunk: list[DecodedImage], options: Options, params: Any) -> list[ResponseFields]:
-        adjusted = [adjust(image, self.manifest.preprocessing, options) for image in chunk]
-        tensor, transforms = build_input_batch(
-            [image for image, _, _ in adjusted],
-            self.input_hw,
-            self.manifest.resize,
-            self.manifest.pad_value,
-            self.runner.batch_size,
-        )
-        outputs = self.runner.run(tensor)
-        return [
-            self.postprocess(
-                [output[index] for output in outputs],
-                replace(transform, offset_x=x, offset_y=y, image_width=image.width, image_height=image.height),
-                params,
+        with timed("preprocess"):
+            adjusted = [adjust(image, self.manifest.preprocessing, options) for image in chunk]
+            tensor, transforms = build_input_batch(
+                [image for image, _, _ in adjusted],
+                self.input_hw,
+                self.manifest.resize,
+                self.manifest.pad_value,
+                self.runner.batch_size,
             )
-            for index, (transform, (_, x, y), image) in enumerate(zip(transforms, adjusted, chunk))
-        ]
+        with timed("inference"):
+            outputs = self.runner.run(tensor)
+        with timed("postprocess"):
+            return [
+                self.postprocess(
+                    [output[index] for output in outputs],
+                    replace(transform, offset_x=x, offset_y=y, image_width=image.width, image_height=image.height),
+                    params,
+                )
+                for index, (transform, (_, x, y), image) in enumerate(zip(transforms, adjusted, chunk))
+            ]

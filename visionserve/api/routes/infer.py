@@ -51,8 +51,8 @@ def _add_route(
         request: Request,
         state: Annotated[ServerState, Depends(get_state)],
     ) -> Response:
-        job = body.to_job(task, json_route_key(request, body.api_key))
-        return json_response(await state.in_worker(state.service.run_json, job))
+        job = body.to_job(task, state.request_key(json_route_key(request, body.api_key)))
+        return json_response(await state.run_job(request, state.service.run_json, job))
 
     router.add_api_route(
         path,

@@ -143,9 +143,9 @@ async def legacy_infer(
         request_id=str(uuid.uuid4()),
         options=query.options(),
         auto_orient=not query.disable_preproc_auto_orient,
-        api_key=legacy_route_key(request, query.api_key),
+        api_key=state.request_key(legacy_route_key(request, query.api_key)),
     )
-    (result,) = await state.in_worker(state.service.run, job)
+    (result,) = await state.run_job(request, state.service.run, job)
     if query.format == "image" and result.visualization is not None:
         return Response(result.visualization, media_type="image/jpeg")
     return json_response(orjson.dumps(with_visualization(result)))

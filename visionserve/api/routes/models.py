@@ -13,11 +13,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from visionserve.api.keys import json_route_key
 from visionserve.api.routes.infer import ERROR_RESPONSES
 from visionserve.api.state import ServerState, get_state
+from visionserve.errors import VisionServeError
 from visionserve.models.aliases import resolve_alias
 from visionserve.models.ids import validate_model_id
 from visionserve.models.loader import LoadedModel
 
 router = APIRouter(tags=["models"])
+
+
+class ManagementDisabledError(VisionServeError):
+    status_code = 403
+
+    def __init__(self) -> None:
+        super().__init__("Model management is disabled on this server (VISIONSERVE_ALLOW_MODEL_MANAGEMENT=0).")
 
 
 class ModelAddRequest(BaseModel):
@@ -76,6 +84,11 @@ def registry(state: ServerState) -> ModelsDescriptions:
 State = Annotated[ServerState, Depends(get_state)]
 
 
+def _check_management_allowed(state: ServerState) -> None:
+    if not state.settings.allow_model_management:
+        raise ManagementDisabledError()
+
+
 @router.get("/model/registry", response_model=ModelsDescriptions, summary="Models loaded in memory")
 async def model_registry(state: State) -> ModelsDescriptions:
     return registry(state)
@@ -88,18 +101,21 @@ async def model_registry(state: State) -> ModelsDescriptions:
     summary="Load a model (downloading it first if needed)",
 )
 async def model_add(body: ModelAddRequest, request: Request, state: State) -> ModelsDescriptions:
+    _check_management_allowed(state)
     model_id = validate_model_id(resolve_alias(body.model_id))
-    await state.in_worker(state.manager.get, model_id, json_route_key(request, body.api_key))
+    await state.in_worker(state.manager.get, model_id, state.request_key(json_route_key(request, body.api_key)))
     return registry(state)
 
 
 @router.post("/model/remove", response_model=ModelsDescriptions, responses=ERROR_RESPONSES, summary="Unload a model")
 async def model_remove(body: ModelRemoveRequest, state: State) -> ModelsDescriptions:
+    _check_management_allowed(state)
     state.manager.remove(validate_model_id(resolve_alias(body.model_id)))
     return registry(state)
 
 
 @router.post("/model/clear", response_model=ModelsDescriptions, summary="Unload every model")
 async def model_clear(state: State) -> ModelsDescriptions:
+    _check_management_allowed(state)
     state.manager.clear()
     return registry(state)

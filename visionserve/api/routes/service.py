@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from visionserve import __version__
@@ -27,6 +28,16 @@ class Status(BaseModel):
 @router.get("/info", response_model=ServerInfo, summary="Server name, version and id")
 async def info(state: Annotated[ServerState, Depends(get_state)]) -> ServerInfo:
     return ServerInfo(name="visionserve", version=__version__, uuid=state.server_id)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
+    summary="Prometheus metrics",
+)
+async def metrics(state: Annotated[ServerState, Depends(get_state)]) -> Response:
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", response_model=Status, summary="The process is up")
