@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from typing import Annotated
 
 import typer
@@ -33,6 +35,9 @@ def serve(
         if value is not None:  # flags win over the environment, also in worker processes
             os.environ[f"VISIONSERVE_{name.upper()}"] = str(value)
     settings = Settings()
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler it found: make that
+    # handler exit 0, so supervisors (systemd, Kubernetes) see a clean stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "visionserve.api.app:create_app",
         factory=True,
