@@ -9,7 +9,7 @@ SDK_VENV := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed
 SDK_REQUIREMENTS := inference-sdk==1.8.3 supervision==0.30.9
 
-.PHONY: install serve test bench clean
+.PHONY: install serve test bench fuzz soak fixtures clean
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ test: $(STAMP) $(SDK_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.detect $(ARGS)
+
+fuzz: $(STAMP)
+	$(BIN)/python tools/fuzz.py --max-examples 300 $(ARGS)
+
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(SDK_VENV) .pytest_cache

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 
 from visionserve import __version__
 from visionserve.api.access import AccessControl
@@ -30,6 +33,21 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, with one operation id per method of the legacy route (FastAPI gives a route one)."""
+    if app.openapi_schema is None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Duplicate Operation ID")
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                license_info=app.license_info, routes=app.routes,
+            )  # fmt: skip
+        for method, operation in schema["paths"].get(legacy.LEGACY_PATH, {}).items():
+            operation["operationId"] = f"legacy_infer_{method}"
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.visionserve = state
+    app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     # Innermost first: access control reads bodies within the size limit; every answer gets a request id.
     if state.access_keys:

@@ -6,6 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from visionserve.errors import VisionServeError
 
@@ -17,6 +18,12 @@ async def _known_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"message": error.message}, status_code=error.status_code, headers=error.headers)
 
 
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    """Framework errors (unparseable body, unknown path, wrong method) in the same `{"message"}` shape."""
+    assert isinstance(error, StarletteHTTPException)
+    return JSONResponse({"message": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+
+
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     logger.exception("unexpected error while serving %s %s", request.method, request.url.path)
     return JSONResponse({"message": "Internal error."}, status_code=500)
@@ -24,4 +31,5 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(VisionServeError, _known_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -26,6 +26,7 @@ from visionserve.models.ids import validate_model_id
 
 router = APIRouter(tags=["legacy"])
 
+LEGACY_PATH = "/{project}/{version}"
 CONFIDENCE_FLOOR = 0.01
 BODY_TYPES = ("base64", "numpy", "url")
 
@@ -151,13 +152,14 @@ async def legacy_infer(
     return json_response(orjson.dumps(with_visualization(result)))
 
 
-for _method in ("POST", "GET"):
-    router.add_api_route(
-        "/{project}/{version}",
-        legacy_infer,
-        methods=[_method],
-        responses={**ERROR_RESPONSES, 200: {"description": "JSON predictions, or a JPEG with `format=image`."}},
-        openapi_extra=BODY_DOCS if _method == "POST" else None,
-        summary=f"Infer with any model, hosted-API style ({_method}; one image, options in the query)",
-        operation_id=f"legacy_infer_{_method.lower()}",
-    )
+# One route for both methods, so a 405 lists both in `Allow`; the OpenAPI schema gives each method its own
+# operation id (see `api.app.openapi_schema`).
+router.add_api_route(
+    LEGACY_PATH,
+    legacy_infer,
+    methods=["GET", "POST"],
+    responses={**ERROR_RESPONSES, 200: {"description": "JSON predictions, or a JPEG with `format=image`."}},
+    openapi_extra=BODY_DOCS,
+    summary="Infer with any model, hosted-API style (one image, options in the query)",
+    operation_id="legacy_infer",
+)
