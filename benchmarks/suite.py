@@ -1,0 +1,264 @@
+"""`make bench`: every performance target, measured side by side in one run on this machine, as ratios.
+
+    python -m benchmarks.suite [--seconds 4] [--requests 10000]
+
+1. Detection at 320 and 640 (a YOLOv8n: nudenet's export, run at both sizes), one JPEG per request, 640x480 and
+   1920x1080: HTTP throughput at the best concurrency vs the raw ONNX Runtime forward throughput with the same
+   thread budget (>= 0.90), and HTTP p50 at one client vs raw forward p50 (<= +3 ms, 640x480).
+2. Instance segmentation at 640: mask decoding and polygons (fast mode) vs the forward pass (<= 15%).
+3. A list of 8 images in one request vs 8 single requests one after another (>= 1.3x).
+4. Memory: a server with 8 models vs the sum of their sessions measured alone (<= 1.2x); RSS before and after
+   10,000 requests (no growth).
+5. The reference server's published ratio on this kind of machine (40 req/s over a 16 ms forward = 0.64).
+Plus where the time goes for one request at one client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.detect import profile_stages, test_photo
+from visionserve.api.state import settings_runtime
+from visionserve.config import Settings
+from visionserve.images.decode import DecodedImage
+from visionserve.loadtest import Timing, http_load, repeat
+from visionserve.models.builtin import BuiltinModels
+from visionserve.models.inspect import ManifestOverrides, import_model
+from visionserve.models.loader import LoadedModel, load_model
+from visionserve.models.store import ModelStore
+from visionserve.runtime.onnx_model import OnnxModel
+from visionserve.server_process import ServerProcess
+from visionserve.tasks.preprocess import build_input_batch
+
+console = Console(width=130)
+FIXTURE_MODELS = Path(__file__).parent.parent / "tests" / "fixtures" / "models"
+REFERENCE_RATIO = 40 / (1000 / 16)  # the reference server: 40 req/s on a 320 YOLOv8n whose forward takes 16 ms
+
+
+@dataclass
+class Target:
+    name: str
+    measured: str
+    ratio: float
+    goal: str
+    passed: bool
+
+
+def raw_forward(runner: OnnxModel, hw: tuple[int, int], seconds: float) -> tuple[float, float]:
+    """(throughput with every concurrent run busy, p50 latency of one run alone), batch of one."""
+    tensor = np.random.default_rng(0).random((1, 3, *hw), dtype=np.float32)
+    alone = repeat(lambda: runner.run(tensor), seconds / 2)
+    count = [0]
+    stop = time.perf_counter() + seconds / 2
+
+    def loop() -> None:
+        while time.perf_counter() < stop:
+            runner.run(tensor)
+            count[0] += 1
+
+    threads = [threading.Thread(target=loop) for _ in range(runner.concurrent_runs)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return count[0] / (time.perf_counter() - started), alone.percentile_ms(50)
+
+
+def request_body(model_id: str, jpegs: list[bytes]) -> bytes:
+    images = [{"type": "base64", "value": base64.b64encode(jpeg).decode()} for jpeg in jpegs]
+    return orjson.dumps({"model_id": model_id, "image": images if len(images) > 1 else images[0]})
+
+
+def best_http(url: str, body: bytes, seconds: float) -> tuple[int, Timing, Timing]:
+    """(best concurrency, its timing, the one-client timing)."""
+    timings = {concurrency: http_load(url, "/infer/object_detection", body, concurrency, seconds=seconds)
+               for concurrency in (1, 2, 4, 8)}
+    best = max(timings, key=lambda c: timings[c].per_second)
+    return best, timings[best], timings[1]
+
+
+def detection_targets(home: Path, seconds: float, settings: Settings) -> tuple[list[Target], list[list[str]]]:
+    targets, rows = [], []
+    photos = {"640x480": test_photo(640, 480), "1920x1080": test_photo(1920, 1080)}
+    env = {"VISIONSERVE_HOME": str(home), "VISIONSERVE_WEIGHTS_API": "", "VISIONSERVE_LOG_LEVEL": "warning"}
+    server = ServerProcess(home / "server.log", env=env).start()
+    try:
+        for model_id in ("nudenet/1", "nudenet-640/1"):
+            model = _load(home, model_id, settings)
+            raw_rate, raw_p50 = raw_forward(model.predictor.runner, model.predictor.input_hw, seconds)
+            side = model.predictor.input_hw[0]
+            for size, jpeg in photos.items():
+                concurrency, best, one = best_http(server.url, request_body(model_id, [jpeg]), seconds)
+                ratio = best.per_second / raw_rate
+                rows.append([f"{side}", size, f"{raw_rate:.1f}", f"{raw_p50:.2f}", f"{best.per_second:.1f} (c={concurrency})",
+                             f"{one.percentile_ms(50):.2f}", f"{ratio:.2f}"])
+                targets.append(Target(f"detect {side}, {size}: HTTP / raw throughput", f"{best.per_second:.1f} / "
+                                      f"{raw_rate:.1f} per s", ratio, ">= 0.90", ratio >= 0.9))
+                if size == "640x480":
+                    extra = one.percentile_ms(50) - raw_p50
+                    targets.append(Target(f"detect {side}, {size}: p50 at 1 client", f"{one.percentile_ms(50):.2f} ms "
+                                          f"= raw + {extra:.2f} ms", extra, "<= raw + 3 ms", extra <= 3.0))
+                if side == 320 and size == "640x480":
+                    targets.append(Target("vs the reference server's ratio (320)", f"{ratio:.2f} vs {REFERENCE_RATIO:.2f}",
+                                          ratio / REFERENCE_RATIO, "> 1.00", ratio > REFERENCE_RATIO))
+            del model
+        batch_rate = http_load(server.url, "/infer/object_detection", request_body("nudenet/1", [photos["640x480"]] * 8),
+                               1, seconds=seconds).per_second * 8
+        single_rate = http_load(server.url, "/infer/object_detection", request_body("nudenet/1", [photos["640x480"]]),
+                                1, seconds=seconds).per_second
+        targets.append(Target("8 images in one request vs 8 single requests", f"{batch_rate:.1f} vs {single_rate:.1f} "
+                              "images/s", batch_rate / single_rate, ">= 1.30", batch_rate / single_rate >= 1.3))
+    finally:
+        server.stop()
+    return targets, rows
+
+
+def _load(home: Path, model_id: str, settings: Settings) -> LoadedModel:
+    package = ModelStore(home / "models").find(model_id) or BuiltinModels().find(model_id)
+    assert package is not None
+    return load_model(model_id, package, settings_runtime(settings), settings.max_batch_size)
+
+
+def segmentation_target(home: Path, seconds: float, settings: Settings) -> Target:
+    """Mask decoding (fast mode) against the forward pass, on the fixture segmenter run at 640."""
+    model = _load(home, "shapes-segment-640/1", settings)
+    predictor = model.predictor
+    tiles = [cv2.imread(str(path)) for path in sorted((FIXTURE_MODELS.parent / "images").glob("segment_*.jpg"))]
+    mosaic = DecodedImage.full(cv2.resize(np.vstack([np.hstack([tiles[0], tiles[1]]), np.hstack([tiles[2], tiles[0]])]),
+                                          (1280, 1280)))  # shapes at the scale the model was trained on
+    options = {"confidence": 0.25, "mask_decode_mode": "fast"}
+    tensor, (transform,) = build_input_batch([mosaic], predictor.input_hw, model.manifest.resize, 114)
+    outputs = [output[0] for output in predictor.runner.run(tensor)]
+    params = predictor.parse_options(options)
+    detections = predictor.detect(outputs[0], transform, params.detection)
+    forward = repeat(lambda: predictor.runner.run(tensor), seconds / 3).mean_ms
+    with_masks = repeat(lambda: predictor.postprocess(outputs, transform, params), seconds / 3).mean_ms
+    boxes_only = repeat(lambda: predictor.detect(outputs[0], transform, params.detection), seconds / 3).mean_ms
+    masks = with_masks - boxes_only
+    share = masks / forward
+    return Target(f"segment 640, fast masks for {len(detections)} objects", f"{masks:.2f} ms vs forward {forward:.2f} ms",
+                  share, "<= 0.15", share <= 0.15)
+
+
+def _session_rss_mib(weights: Path) -> float:
+    """Resident memory one session adds, measured in a fresh process."""
+    code = ("import sys, resource, onnxruntime as ort, numpy as np\n"
+            "from visionserve.runtime.onnx_model import OnnxModel, RuntimeOptions\n"
+            "def rss():\n    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+            "before = rss(); model = OnnxModel(__import__('pathlib').Path(sys.argv[1]), RuntimeOptions())\n"
+            "shape = [d if isinstance(d, int) else 1 for d in model.input_shape]\n"
+            "model.run(np.zeros(shape, np.float32)); print((rss() - before) / 2**20)\n")
+    completed = subprocess.run([sys.executable, "-c", code, str(weights)], capture_output=True, text=True, check=True)
+    return float(completed.stdout.strip())
+
+
+def memory_targets(home: Path, requests: int) -> list[Target]:
+    env = {"VISIONSERVE_HOME": str(home), "VISIONSERVE_WEIGHTS_API": "", "VISIONSERVE_LOG_LEVEL": "warning"}
+    server = ServerProcess(home / "server-memory.log", env=env).start()
+    pid = server.process.pid  # type: ignore[union-attr]
+    rss = lambda: int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * 4096 / 2**20  # noqa: E731
+    models = ["nudenet/1", "nudenet-640/1", *(f"{path.stem}/1" for path in sorted(FIXTURE_MODELS.glob("shapes-*.onnx")))][:8]
+    try:
+        empty = rss()
+        for model_id in models:
+            httpx.post(f"{server.url}/model/add", json={"model_id": model_id}, timeout=120).raise_for_status()
+        loaded = rss()
+        sessions = sum(_session_rss_mib(_weights(home, model_id)) for model_id in models)
+        body = request_body("nudenet/1", [test_photo(640, 480)])
+        http_load(server.url, "/infer/object_detection", body, 4, requests=500)  # warm every buffer and pool
+        before = rss()
+        timing = http_load(server.url, "/infer/object_detection", body, 4, requests=requests)
+        after = rss()
+    finally:
+        server.stop()
+    added = loaded - empty
+    growth = (after - before) / before
+    return [
+        Target(f"memory of {len(models)} models loaded", f"+{added:.0f} MiB vs sessions {sessions:.0f} MiB "
+               f"(server {loaded:.0f} MiB)", added / sessions, "<= 1.20", added / sessions <= 1.2),
+        Target(f"RSS over {requests} requests", f"{before:.0f} -> {after:.0f} MiB ({timing.errors} errors)",
+               growth, "< 5% growth", growth < 0.05 and timing.errors == 0),
+    ]
+
+
+def _weights(home: Path, model_id: str) -> Path:
+    package = ModelStore(home / "models").find(model_id) or BuiltinModels().find(model_id)
+    assert package is not None
+    return package.weights_path
+
+
+def prepare_store(home: Path) -> None:
+    """nudenet at 640 (the same YOLOv8n at its other size), the fixture models, the segmenter at 640."""
+    store = ModelStore(home / "models")
+    nudenet = BuiltinModels().find("nudenet/1")
+    assert nudenet is not None
+    import_model(store, nudenet.weights_path, "nudenet-640/1", ManifestOverrides(input_size=(640, 640)))
+    for path in sorted(FIXTURE_MODELS.glob("shapes-*.onnx")):
+        import_model(store, path, f"{path.stem}/1", ManifestOverrides())
+    import_model(store, FIXTURE_MODELS / "shapes-segment-dynamic.onnx", "shapes-segment-640/1",
+                 ManifestOverrides(input_size=(640, 640)))
+
+
+def profile_table(seconds: float, settings: Settings, home: Path, http_p50: float) -> Table:
+    model = _load(home, "nudenet/1", settings)
+    stages = profile_stages(model, test_photo(640, 480), seconds)
+    table = Table("stage", "mean ms", "share", title="where the time goes: one 640x480 JPEG, 320 model, one client")
+    for name in ("decode", "preprocess", "forward", "postprocess"):
+        table.add_row(name, f"{stages[name].mean_ms:.2f}", f"{100 * stages[name].mean_ms / http_p50:.0f}%")
+    rest = http_p50 - stages["pipeline"].mean_ms
+    table.add_row("HTTP, JSON, base64, threads", f"{rest:.2f}", f"{100 * rest / http_p50:.0f}%")
+    table.add_row("HTTP p50, end to end", f"{http_p50:.2f}", "100%")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=4.0, help="duration of each throughput measurement")
+    parser.add_argument("--requests", type=int, default=10_000, help="requests for the memory-growth check")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    settings = Settings()
+    runtime = settings_runtime(settings)
+    console.print(f"{runtime.intra_op_threads} thread(s) per forward pass x {runtime.concurrent_runs} concurrent runs, "
+                  f"providers {', '.join(runtime.providers)}")
+    with tempfile.TemporaryDirectory() as scratch:
+        home = Path(scratch)
+        prepare_store(home)
+        targets, rows = detection_targets(home, args.seconds, settings)
+        detail = Table("model", "photo", "raw forward/s", "raw p50 ms", "HTTP req/s (best)", "HTTP p50 ms (1 client)",
+                       "ratio", title="object detection: raw forward vs HTTP, same thread budget")
+        for row in rows:
+            detail.add_row(*row)
+        console.print(detail)
+        targets.append(segmentation_target(home, args.seconds, settings))
+        targets += memory_targets(home, args.requests)
+        http_p50 = float(rows[0][5])
+        console.print(profile_table(args.seconds, settings, home, http_p50))
+    table = Table("target", "measured", "ratio", "goal", "result", title="performance targets")
+    for target in targets:
+        table.add_row(target.name, target.measured, f"{target.ratio:.2f}", target.goal,
+                      "[green]PASS[/green]" if target.passed else "[red]MISS[/red]")
+    console.print(table)
+    console.print(f"benchmark took {time.perf_counter() - started:.0f} s; "
+                  f"{statistics.mean(t.passed for t in targets) * 100:.0f}% of targets met")
+
+
+if __name__ == "__main__":
+    main()
