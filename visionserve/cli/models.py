@@ -41,6 +41,9 @@ def models_add(
     imgsz: Annotated[str | None, typer.Option(help="Input size: 640 or height,width.")] = None,
     task: Annotated[str | None, typer.Option(help="detect, segment, classify, pose or obb.")] = None,
     resize: Annotated[ResizeMode | None, typer.Option(help="How images are fitted to the input.")] = None,
+    multilabel: Annotated[
+        bool, typer.Option("--multilabel", help="Classifier with independent scores per class.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a model with the same id.")] = False,
 ) -> None:
     """Add an Ultralytics YOLO ONNX export (reading its metadata) or a Roboflow model package to the store."""
@@ -50,6 +53,7 @@ def models_add(
             class_names=[name.strip() for name in classes.split(",") if name.strip()] if classes else None,
             input_size=_parse_input_size(imgsz),
             resize=resize,
+            multilabel=multilabel,
         )
     except ValueError as error:
         raise fail(str(error)) from None
