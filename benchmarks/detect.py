@@ -16,16 +16,15 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import orjson
 import skimage.data
 from rich.console import Console
 from rich.table import Table
 
-from visionserve.loadtest import Timing, http_load, repeat
 from visionserve.api.state import settings_runtime
 from visionserve.config import Settings
 from visionserve.images.decode import decode_image
+from visionserve.loadtest import Timing, http_load, repeat
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.loader import LoadedModel, load_model
 from visionserve.models.store import ModelStore

@@ -173,7 +173,7 @@ def memory_targets(home: Path, requests: int) -> list[Target]:
     env = {"VISIONSERVE_HOME": str(home), "VISIONSERVE_WEIGHTS_API": "", "VISIONSERVE_LOG_LEVEL": "warning"}
     server = ServerProcess(home / "server-memory.log", env=env).start()
     pid = server.process.pid  # type: ignore[union-attr]
-    rss = lambda: int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * 4096 / 2**20  # noqa: E731
+    rss = lambda: int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * 4096 / 2**20
     models = ["nudenet/1", "nudenet-640/1", *(f"{path.stem}/1" for path in sorted(FIXTURE_MODELS.glob("shapes-*.onnx")))][:8]
     try:
         empty = rss()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
-import json
-import os
 import functools
 import http.server
+import json
+import os
 import threading
 import time
 import urllib.parse

@@ -85,5 +85,5 @@ def test_server_serves_an_added_model(home: Path, onnx_file: Path, start_server)
         image = image_value(photo("astronaut"))
         added = client.post("/infer/object_detection", json={"model_id": "my-project/3", "image": image}).json()
         builtin = client.post("/infer/object_detection", json={"model_id": "nudenet/1", "image": image}).json()
-    strip = lambda body: [{k: v for k, v in p.items() if k != "detection_id"} for p in body["predictions"]]  # noqa: E731
+    strip = lambda body: [{k: v for k, v in p.items() if k != "detection_id"} for p in body["predictions"]]
     assert strip(added) == strip(builtin) and strip(added)

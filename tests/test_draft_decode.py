@@ -12,7 +12,7 @@ from PIL import Image
 from tests.conftest import b64, encode, image_value, photo
 from visionserve.images.decode import decode_image
 
-NEEDS_A_QUARTER = lambda w, h: 0.25  # noqa: E731
+NEEDS_A_QUARTER = lambda w, h: 0.25
 
 
 def big_jpeg(width: int = 1920, height: int = 1080, orientation: int | None = None) -> bytes:

@@ -66,5 +66,5 @@ def test_a_dynamic_batch_model_runs_a_list_as_one_batch() -> None:
     batched = model.predictor.predict(images, {"confidence": 0.1})
     assert sorted(counter.batches) == [1, 4]  # chunks of max_batch_size, run side by side
     singles = [model.predictor.predict([image], {"confidence": 0.1})[0] for image in images]
-    strip = lambda r: [(p["class_id"], round(p["confidence"], 4), p["x"], p["y"]) for p in r["predictions"]]  # noqa: E731
+    strip = lambda r: [(p["class_id"], round(p["confidence"], 4), p["x"], p["y"]) for p in r["predictions"]]
     assert [strip(r) for r in batched] == [strip(r) for r in singles]

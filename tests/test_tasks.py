@@ -269,7 +269,7 @@ def test_other_detection_layouts_equal_the_plain_export(http: httpx.Client, mode
     for name, _ in images_of("detect"):
         plain = infer(http, "detect", "shapes-detect/1", name, confidence=0.5)["predictions"]
         other = infer(http, "detect", model_id, name, confidence=0.5)["predictions"]
-        strip = lambda ps: [(p["class"], round(p["confidence"], 3), corners_of(p)) for p in ps]  # noqa: E731
+        strip = lambda ps: [(p["class"], round(p["confidence"], 3), corners_of(p)) for p in ps]
         assert len(strip(plain)) == len(strip(other))
         for (c1, s1, b1), (c2, s2, b2) in zip(strip(plain), strip(other)):
             assert c1 == c2 and abs(s1 - s2) <= 1e-3 and max(abs(a - b) for a, b in zip(b1, b2)) <= 1.0

@@ -18,9 +18,14 @@ from visionserve.api.access import AccessKeys
 from visionserve.api.metrics import Metrics
 from visionserve.config import Settings
 from visionserve.core import InferenceJob, InferenceService
+from visionserve.errors import (
+    ClientClosedRequest,
+    RequestTimeoutError,
+    ServiceUnavailableError,
+    VisionServeError,
+)
 from visionserve.images.fetch import UrlFetcher
 from visionserve.images.loader import ImageLoader
-from visionserve.errors import ClientClosedRequest, RequestTimeoutError, ServiceUnavailableError, VisionServeError
 from visionserve.models.aliases import resolve_alias
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.loader import LoadedModel, load_model

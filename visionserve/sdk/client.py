@@ -260,40 +260,48 @@ class InferenceHTTPClient:
             raise WrongClientModeError("this call needs the v1 routes: call select_api_v1()")
 
     def _request(self, method: str, path: str, retry: bool = True, **kwargs: Any) -> httpx.Response:
-        call = lambda: self._http.request(method, self.api_url + path, **kwargs)  # noqa: E731
+        call = lambda: self._http.request(method, self.api_url + path, **kwargs)
         return self._with_retries(call) if retry else self._checked(self._connect(call))
 
     def _connect(self, call: Callable[[], T]) -> T:
         try:
             return call()
         except httpx.TransportError as error:
-            raise HTTPServerConnectionError(f"cannot reach {self.api_url}: {error or type(error).__name__}") from None
+            raise self._unreachable(error) from None
+
+    def _unreachable(self, error: httpx.TransportError) -> HTTPServerConnectionError:
+        return HTTPServerConnectionError(f"cannot reach {self.api_url}: {error or type(error).__name__}")
+
+    def _settle(self, attempt: int, outcome: httpx.Response | httpx.TransportError) -> httpx.Response | None:
+        """The answer to return, or None to try again: 429, 503, 504 and connection errors are retried."""
+        last = attempt == ATTEMPTS - 1
+        if isinstance(outcome, httpx.TransportError):
+            if last:
+                raise self._unreachable(outcome)
+            return None
+        return self._checked(outcome) if last or outcome.status_code not in RETRY_STATUSES else None
 
     def _with_retries(self, call: Callable[[], httpx.Response]) -> httpx.Response:
         for attempt in range(ATTEMPTS):
             try:
-                response = call()
+                outcome: httpx.Response | httpx.TransportError = call()
             except httpx.TransportError as error:
-                if attempt == ATTEMPTS - 1:
-                    raise HTTPServerConnectionError(f"cannot reach {self.api_url}: {error or type(error).__name__}") from None
-            else:
-                if response.status_code not in RETRY_STATUSES or attempt == ATTEMPTS - 1:
-                    return self._checked(response)
+                outcome = error
+            if (answer := self._settle(attempt, outcome)) is not None:
+                return answer
             time.sleep(_backoff(attempt))
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: the last attempt always settles")
 
     async def _with_retries_async(self, call: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
         for attempt in range(ATTEMPTS):
             try:
-                response = await call()
+                outcome: httpx.Response | httpx.TransportError = await call()
             except httpx.TransportError as error:
-                if attempt == ATTEMPTS - 1:
-                    raise HTTPServerConnectionError(f"cannot reach {self.api_url}: {error or type(error).__name__}") from None
-            else:
-                if response.status_code not in RETRY_STATUSES or attempt == ATTEMPTS - 1:
-                    return self._checked(response)
+                outcome = error
+            if (answer := self._settle(attempt, outcome)) is not None:
+                return answer
             await asyncio.sleep(_backoff(attempt))
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: the last attempt always settles")
 
     @staticmethod
     def _checked(response: httpx.Response) -> httpx.Response:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,8 +13,8 @@ import numpy as np
 from visionserve.errors import ModelPackageError
 from visionserve.images.decode import DecodedImage, NeededScale
 from visionserve.models.manifest import ModelManifest, ResizeMode, Task
-from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel
 from visionserve.observe import timed
+from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel
 from visionserve.runtime.parallel import cpu_map
 from visionserve.tasks.adjust import adjust
 from visionserve.tasks.preprocess import ImageTransform, build_input_batch

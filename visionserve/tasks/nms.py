@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int) -> np.ndarray:
     """Indices of kept boxes (xyxy), best first. A box is dropped when its IoU with a kept one exceeds
     `iou_threshold`, the rule torchvision and Ultralytics use."""
@@ -25,6 +26,13 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: i
     return np.asarray(keep, dtype=np.intp)
 
 
+def _class_shifts(class_ids: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
+    """Per box, a shift that moves each class into a region of its own, so one NMS pass never lets two classes
+    suppress each other."""
+    offset = 2.0 * float(np.abs(coordinates).max()) + 1.0
+    return class_ids.astype(coordinates.dtype) * offset
+
+
 def batched_nms(
     boxes: np.ndarray,
     scores: np.ndarray,
@@ -38,10 +46,7 @@ def batched_nms(
         return np.empty(0, dtype=np.intp)
     if class_agnostic:
         return nms(boxes, scores, iou_threshold, max_keep)
-    # Shift each class into its own region, so one pass never lets two classes suppress each other.
-    offset = 2.0 * float(np.abs(boxes).max()) + 1.0
-    shifted = boxes + (class_ids.astype(boxes.dtype) * offset)[:, None]
-    return nms(shifted, scores, iou_threshold, max_keep)
+    return nms(boxes + _class_shifts(class_ids, boxes)[:, None], scores, iou_threshold, max_keep)
 
 
 def _covariances(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -81,9 +86,8 @@ def rotated_nms(
         return np.empty(0, dtype=np.intp)
     order = np.argsort(-scores, kind="stable")
     ordered = boxes[order].astype(np.float64)
-    if not class_agnostic:  # shift each class's centres into a region of their own
-        offset = 2.0 * float(np.abs(ordered[:, :4]).max()) + 1.0
-        ordered[:, :2] += (class_ids[order].astype(np.float64) * offset)[:, None]
+    if not class_agnostic:
+        ordered[:, :2] += _class_shifts(class_ids[order], ordered[:, :4])[:, None]
     overlaps = np.triu(probiou(ordered), k=1)
     survivors = order[overlaps.max(axis=0, initial=0.0) < iou_threshold]
     return survivors[:max_keep]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from visionserve.errors import TaskNotSupportedError
 from visionserve.models.manifest import Task
 from visionserve.tasks.base import Predictor
-from visionserve.tasks.detection import ObjectDetectionPredictor
 from visionserve.tasks.classification import ClassificationPredictor
+from visionserve.tasks.detection import ObjectDetectionPredictor
 from visionserve.tasks.keypoints import KeypointsPredictor
 from visionserve.tasks.obb import OrientedDetectionPredictor
 from visionserve.tasks.segmentation import InstanceSegmentationPredictor

@@ -15,7 +15,12 @@ import numpy as np
 from visionserve.errors import InvalidRequestError
 from visionserve.models.manifest import Task
 from visionserve.tasks.base import Options, ResponseFields, option
-from visionserve.tasks.detection import DetectionParams, Detections, ObjectDetectionPredictor, parse_detection_options
+from visionserve.tasks.detection import (
+    DetectionParams,
+    Detections,
+    ObjectDetectionPredictor,
+    parse_detection_options,
+)
 from visionserve.tasks.masks import Axis, decode_mask, largest_polygon, paste
 from visionserve.tasks.preprocess import ImageTransform
 from visionserve.tasks.rle import rle_encode
