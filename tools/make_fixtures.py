@@ -926,6 +926,7 @@ def verify(models_dir: Path, images_dir: Path) -> dict[str, Any]:
         Checked("shapes-detect-yolo11.onnx", "detect", decode_raw),
         Checked("shapes-detect-v5u.onnx", "detect", decode_raw),
         Checked("shapes-segment.onnx", "segment", decode_raw),
+        Checked("shapes-segment-dynamic.onnx", "segment", decode_raw),
         Checked("shapes-pose.onnx", "pose", decode_raw),
         Checked("shapes-obb.onnx", "obb", decode_raw),
         Checked("shapes-classify.onnx", "classify", None),
@@ -996,6 +997,7 @@ MODEL_NOTES = {
     "shapes-detect-yolo11.onnx": "YOLO11 detect (yolo11.yaml)",
     "shapes-detect-v5u.onnx": "YOLOv5u detect (yolov5.yaml, anchor-free v8 head)",
     "shapes-segment.onnx": "YOLOv8 segment (yolov8-seg.yaml): `[1, 4+nc+32, N]` + protos `[1, 32, 40, 40]`",
+    "shapes-segment-dynamic.onnx": "shapes-segment's weights, `dynamic=True` (the benchmarks run it at 640)",
     "shapes-pose.onnx": "YOLOv8 pose (yolov8-pose.yaml): 1 class, kpt_shape [3, 3], `[1, 4+1+9, N]`",
     "shapes-obb.onnx": "YOLOv8 OBB (yolov8-obb.yaml): `[1, 4+nc+1, N]`, last row angle in radians",
     "shapes-classify.onnx": "YOLOv8 classify (yolov8-cls.yaml), softmax `[1, nc]`, from shapes-detect",
@@ -1154,6 +1156,8 @@ def build_models(
         else:
             source = build_model(recipe, work / "cfg")
         export(source, models_dir / f"{recipe.name}.onnx")
+        if recipe.name == "shapes-segment":  # run at 640 by the benchmarks (mask decoding vs forward)
+            export(source, models_dir / "shapes-segment-dynamic.onnx", dynamic=True)
         if recipe.name == "shapes-detect":
             export(source, models_dir / "shapes-detect-dynamic.onnx", dynamic=True)
             export(source, models_dir / "shapes-detect-nms.onnx", nms=True)
