@@ -167,5 +167,5 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def get_state(request: Request) -> ServerState:
+async def get_state(request: Request) -> ServerState:
     return request.app.state.visionserve
