@@ -62,7 +62,8 @@ class RequestContext:
             current_stats.reset(token)
             seconds = time.perf_counter() - started
             self.metrics.observe_request(_route(scope), scope["method"], status, seconds, stats)
-            self._log(scope, request_id, status, seconds, stats)
+            if logger.isEnabledFor(logging.INFO):  # the record costs more than the check, at every request
+                self._log(scope, request_id, status, seconds, stats)
 
     def _log(self, scope: Scope, request_id: str, status: int, seconds: float, stats: RequestStats) -> None:
         record = {
