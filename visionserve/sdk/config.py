@@ -44,12 +44,9 @@ class InferenceConfiguration:
     max_concurrent_requests: int = 1
     max_batch_size: int = 1
 
-    def json_options(self, task_type: str) -> dict[str, Any]:
-        """Body fields of `POST /infer/{task}` for a model of this task type, None values left out."""
-        options: dict[str, Any] = {
-            "confidence": self.confidence_threshold,
-            "visualize_predictions": self.visualize_predictions,
-            "visualization_stroke_width": self.stroke_width,
+    def _shared_options(self) -> dict[str, Any]:
+        """Fields both routes take under the same name: preprocessing switches, active learning, usage source."""
+        return {
             "disable_preproc_auto_orient": self.disable_preproc_auto_orientation,
             "disable_preproc_contrast": self.disable_preproc_contrast,
             "disable_preproc_grayscale": self.disable_preproc_grayscale,
@@ -58,6 +55,15 @@ class InferenceConfiguration:
             "active_learning_target_dataset": self.active_learning_target_dataset,
             "source": self.source,
             "source_info": self.source_info,
+        }
+
+    def json_options(self, task_type: str) -> dict[str, Any]:
+        """Body fields of `POST /infer/{task}` for a model of this task type, None values left out."""
+        options: dict[str, Any] = {
+            "confidence": self.confidence_threshold,
+            "visualize_predictions": self.visualize_predictions,
+            "visualization_stroke_width": self.stroke_width,
+            **self._shared_options(),
         }
         if task_type in _DETECTION_LIKE:
             options.update(
@@ -93,14 +99,7 @@ class InferenceConfiguration:
             "stroke": self.stroke_width,
             "countinference": self.count_inference,
             "service_secret": self.service_secret,
-            "disable_preproc_auto_orient": self.disable_preproc_auto_orientation,
-            "disable_preproc_contrast": self.disable_preproc_contrast,
-            "disable_preproc_grayscale": self.disable_preproc_grayscale,
-            "disable_preproc_static_crop": self.disable_preproc_static_crop,
-            "disable_active_learning": self.disable_active_learning,
-            "active_learning_target_dataset": self.active_learning_target_dataset,
-            "source": self.source,
-            "source_info": self.source_info,
+            **self._shared_options(),
             "response_mask_format": self.response_mask_format,
         }
         return {name: _query_value(value) for name, value in options.items() if value is not None}
