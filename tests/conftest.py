@@ -21,6 +21,17 @@ import skimage.data
 
 from visionserve.server_process import ServerProcess
 
+
+def send_json(handler: http.server.BaseHTTPRequestHandler, status: int, payload: object) -> None:
+    """Answer a request of a local test HTTP server with a JSON body."""
+    body = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 # The project's own Ultralytics models and test images (tools/make_fixtures.py); another folder made by the
 # same script can stand in, e.g. to check a fresh run: VISIONSERVE_TEST_FIXTURES=/tmp/out make test.
 FIXTURES = Path(os.environ.get("VISIONSERVE_TEST_FIXTURES", Path(__file__).parent / "fixtures"))

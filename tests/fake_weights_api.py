@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.conftest import send_json
+
 GOOD_KEY = "good-key"
 FORBIDDEN_KEY = "forbidden-key"
 
@@ -84,7 +86,7 @@ class FakeWeightsApi:
         elif len(segments) == 4 and segments[0] == "files":
             self._file(request, f"{segments[1]}/{segments[2]}", segments[3])
         else:
-            self._json(request, 404, {"error": "no such route"})
+            send_json(request, 404, {"error": "no such route"})
 
     def _describe(self, request: http.server.BaseHTTPRequestHandler, model_id: str, key: str | None) -> None:
         calls = self._record(f"describe {model_id}")
@@ -92,26 +94,26 @@ class FakeWeightsApi:
             self.keys_seen.append(key)
         model = self.catalog.get(model_id)
         if key == FORBIDDEN_KEY:
-            return self._json(request, 403, {"error": "forbidden"})
+            return send_json(request, 403, {"error": "forbidden"})
         if model is not None and model.needs_key and key != GOOD_KEY:
-            return self._json(request, 401, {"error": "unauthorized"})
+            return send_json(request, 401, {"error": "unauthorized"})
         if model is None:
-            return self._json(request, 404, {"error": "not found"})
+            return send_json(request, 404, {"error": "not found"})
         time.sleep(model.describe_delay_s)
         if calls <= model.describe_failures:
-            return self._json(request, 500, {"error": "hiccup"})
+            return send_json(request, 500, {"error": "hiccup"})
         files = f"{self.url}/files/{model_id}"
         ort = {"type": model.task, "modelType": model.model_type, "model": f"{files}/weights.onnx",
                "environment": f"{files}/environment.json", "colors": model.colors}
         if model.classes is not None:
             ort["classes"] = model.classes
-        self._json(request, 200, {"ort": ort})
+        send_json(request, 200, {"ort": ort})
 
     def _file(self, request: http.server.BaseHTTPRequestHandler, model_id: str, name: str) -> None:
         model = self.catalog[model_id]
         if name == "environment.json":
             self._record(f"environment {model_id}")
-            return self._json(request, 200, model.environment)
+            return send_json(request, 200, model.environment)
         downloads = self._record(f"download {model_id}")
         time.sleep(model.slow_s)
         data, start = model.weights, 0
@@ -129,13 +131,4 @@ class FakeWeightsApi:
             request.wfile.flush()
             request.close_connection = True
             return
-        request.wfile.write(body)
-
-    @staticmethod
-    def _json(request: http.server.BaseHTTPRequestHandler, status: int, payload: object) -> None:
-        body = json.dumps(payload).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
         request.wfile.write(body)

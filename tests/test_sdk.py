@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import http.server
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import Server, encode, photo
+from tests.conftest import Server, encode, photo, send_json
 from visionserve.sdk import (
     HTTPCallErrorError,
     HTTPServerConnectionError,
@@ -145,23 +144,15 @@ class Flaky:
                 pass
 
             def do_GET(self) -> None:
-                self._answer(200, {"models": [{"model_id": "m/1", "task_type": "object-detection"}]})
+                send_json(self, 200, {"models": [{"model_id": "m/1", "task_type": "object-detection"}]})
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 flaky.calls += 1
                 time.sleep(delay_s)
                 if flaky.calls <= failures:
-                    return self._answer(status, {"message": f"try later ({flaky.calls})"})
-                self._answer(200, {"image": {"width": 1, "height": 1}, "predictions": []})
-
-            def _answer(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                    return send_json(self, status, {"message": f"try later ({flaky.calls})"})
+                send_json(self, 200, {"image": {"width": 1, "height": 1}, "predictions": []})
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
