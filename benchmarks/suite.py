@@ -118,11 +118,12 @@ class Setup:
 # The default (two runs of one thread), two uvicorn workers (their Python work does not share a GIL), and one run
 # over both threads (lowest latency for a lone request).
 SETUPS = (Setup(1, 2, 1), Setup(2, 1, 1), Setup(1, 1, 2))
+DETECTORS = {"nudenet/1": 320, "nudenet-640/1": 640}  # model id → input side: nudenet's YOLOv8n at both sizes
 
 
 def detection_targets(home: Path, seconds: float, settings: Settings) -> tuple[list[Target], list[list[str]]]:
     photos = {"640x480": test_photo(640, 480), "1920x1080": test_photo(1920, 1080)}
-    models = ("nudenet/1", "nudenet-640/1")
+    models = tuple(DETECTORS)
     raw: dict[tuple[Setup, str], tuple[float, float]] = {}
     for setup in SETUPS:
         for model_id in models:
@@ -159,7 +160,7 @@ def _detection_summary(
     latency of any setup."""
     targets, rows = [], []
     for model_id in models:
-        side = 320 if model_id == "nudenet/1" else 640
+        side = DETECTORS[model_id]
         best_raw_rate = max(raw[setup, model_id][0] for setup in SETUPS)
         best_raw_p50 = min(raw[setup, model_id][1] for setup in SETUPS)
         for size in photos:
@@ -267,7 +268,8 @@ def prepare_store(home: Path) -> None:
     store = ModelStore(home / "models")
     nudenet = BuiltinModels().find("nudenet/1")
     assert nudenet is not None
-    import_model(store, nudenet.weights_path, "nudenet-640/1", ManifestOverrides(input_size=(640, 640)))
+    side = DETECTORS["nudenet-640/1"]
+    import_model(store, nudenet.weights_path, "nudenet-640/1", ManifestOverrides(input_size=(side, side)))
     for path in sorted(FIXTURE_MODELS.glob("shapes-*.onnx")):
         import_model(store, path, f"{path.stem}/1", ManifestOverrides())
     import_model(store, FIXTURE_MODELS / "shapes-segment-dynamic.onnx", "shapes-segment-640/1",
