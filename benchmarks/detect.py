@@ -55,22 +55,14 @@ def profile_stages(model: LoadedModel, jpeg: bytes, seconds: float) -> dict[str,
     options = {"confidence": 0.4}
     needed = predictor.needed_scale(options)
     image = decode_image(jpeg, 10**9, needed=needed)
-    tensor, transforms = build_input_batch(
-        [image], predictor.input_hw, model.manifest.resize, model.manifest.pad_value, predictor.runner.batch_size
-    )
+    tensor, transforms = build_input_batch([image], predictor.spec, predictor.runner.batch_size)
     outputs = predictor.runner.run(tensor)
     params = predictor.parse_options(options)
     slice_ = [output[0] for output in outputs]
     stage = seconds / 5
     return {
         "decode": repeat(lambda: decode_image(jpeg, 10**9, needed=needed), stage),
-        "preprocess": repeat(
-            lambda: build_input_batch(
-                [image], predictor.input_hw, model.manifest.resize, model.manifest.pad_value,
-                predictor.runner.batch_size,
-            ),
-            stage,
-        ),
+        "preprocess": repeat(lambda: build_input_batch([image], predictor.spec, predictor.runner.batch_size), stage),
         "forward": repeat(lambda: predictor.runner.run(tensor), stage),
         "postprocess": repeat(lambda: predictor.postprocess(slice_, transforms[0], params), stage),
         "pipeline": repeat(lambda: predictor.predict([decode_image(jpeg, 10**9, needed=needed)], options), stage),

@@ -204,7 +204,7 @@ def segmentation_target(home: Path, seconds: float, settings: Settings) -> Targe
     mosaic = DecodedImage.full(cv2.resize(np.vstack([np.hstack([tiles[0], tiles[1]]), np.hstack([tiles[2], tiles[0]])]),
                                           (1280, 1280)))  # shapes at the scale the model was trained on
     options = {"confidence": 0.25, "mask_decode_mode": "fast"}
-    tensor, (transform,) = build_input_batch([mosaic], predictor.input_hw, model.manifest.resize, 114)
+    tensor, (transform,) = build_input_batch([mosaic], predictor.spec)
     outputs = [output[0] for output in predictor.runner.run(tensor)]
     params = predictor.parse_options(options)
     detections = predictor.detect(outputs[0], transform, params.detection)

@@ -48,7 +48,7 @@ def api(detector: tuple[bytes, list[str]]):
             "unhurried/1": model(describe_delay_s=3.0),
             "broken/1": CatalogModel(weights=b"not an onnx file" * 100, environment=environment(classes), classes=classes),
             "badsum/1": model(wrong_md5=True),
-            "detr/1": model(model_type="rfdetr-base"),
+            "nas/1": model(model_type="yolo_nas_s"),
             "stretch/1": CatalogModel(weights=weights, environment=environment(classes, "Stretch to"), classes=None),
             "crop/1": model(environment=environment(
                 classes, **{"static-crop": {"enabled": True, "x_min": 20, "y_min": 0, "x_max": 80, "y_max": 60}})),
@@ -122,7 +122,7 @@ def test_transient_failures_are_retried_and_downloads_resume(remote_server, api:
         ("private/1", FORBIDDEN_KEY, 403, "lacks access"),
         ("broken/1", None, 500, "Model package is broken"),
         ("badsum/1", None, 502, "MD5"),
-        ("detr/1", None, 501, "rfdetr-base"),
+        ("nas/1", None, 501, "yolo_nas_s"),
         ("dropped/1", None, 503, "weights API"),  # the link drops on every attempt
         ("unhurried/1", None, 504, "Timeout"),
     ],

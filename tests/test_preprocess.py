@@ -3,7 +3,7 @@ import pytest
 
 from visionserve.images.decode import DecodedImage
 from visionserve.models.manifest import ResizeMode
-from visionserve.tasks.preprocess import build_input_batch
+from visionserve.tasks.preprocess import InputSpec, build_input_batch
 
 
 @pytest.mark.parametrize("size", [(480, 640), (640, 480), (320, 320), (1080, 1920), (37, 1001), (200, 100)])
@@ -11,7 +11,7 @@ def test_letterbox_places_the_image_centred_and_maps_boxes_back_exactly(size: tu
     height, width = size
     image = np.zeros((height, width, 3), dtype=np.uint8)
     image[..., 2] = 255  # pure red in BGR
-    tensor, (transform,) = build_input_batch([DecodedImage.full(image)], (320, 320), ResizeMode.LETTERBOX, 114)
+    tensor, (transform,) = build_input_batch([DecodedImage.full(image)], InputSpec((320, 320), ResizeMode.LETTERBOX, 114))
     assert tensor.shape == (1, 3, 320, 320) and tensor.dtype == np.float32
     red = tensor[0, 0] > 0.99  # channel 0 is R after BGR → RGB
     rows, cols = np.flatnonzero(red.any(axis=1)), np.flatnonzero(red.any(axis=0))
@@ -25,7 +25,7 @@ def test_letterbox_places_the_image_centred_and_maps_boxes_back_exactly(size: tu
 
 def test_stretch_fills_the_input_and_maps_back() -> None:
     image = np.full((100, 400, 3), 255, dtype=np.uint8)
-    tensor, (transform,) = build_input_batch([DecodedImage.full(image)], (320, 320), ResizeMode.STRETCH, 114)
+    tensor, (transform,) = build_input_batch([DecodedImage.full(image)], InputSpec((320, 320), ResizeMode.STRETCH, 114))
     assert np.allclose(tensor, 1.0)
     box = np.array([[80, 160, 160, 320]], dtype=np.float32)
     assert np.allclose(transform.boxes_to_original(box), [[100, 50, 200, 100]])
@@ -33,7 +33,7 @@ def test_stretch_fills_the_input_and_maps_back() -> None:
 
 def test_boxes_are_clipped_to_the_image() -> None:
     image = np.zeros((100, 200, 3), dtype=np.uint8)
-    _, (transform,) = build_input_batch([DecodedImage.full(image)], (320, 320), ResizeMode.LETTERBOX, 114)
+    _, (transform,) = build_input_batch([DecodedImage.full(image)], InputSpec((320, 320), ResizeMode.LETTERBOX, 114))
     box = np.array([[-50, -50, 400, 400]], dtype=np.float32)
     assert np.allclose(transform.boxes_to_original(box), [[0, 0, 200, 100]])
 
@@ -41,7 +41,7 @@ def test_boxes_are_clipped_to_the_image() -> None:
 def test_channels_are_rgb_scaled_to_unit_range_and_batch_is_padded() -> None:
     image = np.zeros((32, 32, 3), dtype=np.uint8)
     image[..., 0] = 255  # blue in BGR
-    tensor, _ = build_input_batch([DecodedImage.full(image)] * 2, (32, 32), ResizeMode.LETTERBOX, 114, batch_size=4)
+    tensor, _ = build_input_batch([DecodedImage.full(image)] * 2, InputSpec((32, 32), ResizeMode.LETTERBOX, 114), batch_size=4)
     assert tensor.shape == (4, 3, 32, 32)
     assert np.allclose(tensor[:2, 2], 1.0) and np.allclose(tensor[:2, :2], 0.0)
     assert not tensor[2:].any()
@@ -50,10 +50,10 @@ def test_channels_are_rgb_scaled_to_unit_range_and_batch_is_padded() -> None:
 def test_center_crop_keeps_the_middle_of_the_long_side() -> None:
     image = np.zeros((100, 300, 3), dtype=np.uint8)
     image[:, 100:200] = 255  # a white middle third
-    tensor, (transform,) = build_input_batch([DecodedImage.full(image)], (64, 64), ResizeMode.CENTER_CROP, 0)
+    tensor, (transform,) = build_input_batch([DecodedImage.full(image)], InputSpec((64, 64), ResizeMode.CENTER_CROP, 0))
     assert np.allclose(tensor, 1.0, atol=0.02)  # only the white middle is left
     tall = np.zeros((300, 100, 3), dtype=np.uint8)
-    tensor, _ = build_input_batch([DecodedImage.full(tall)], (32, 32), ResizeMode.CENTER_CROP, 0)
+    tensor, _ = build_input_batch([DecodedImage.full(tall)], InputSpec((32, 32), ResizeMode.CENTER_CROP, 0))
     assert tensor.shape == (1, 3, 32, 32)
     centre = np.array([[32, 32, 32, 32]], dtype=np.float32)
     assert np.allclose(transform.boxes_to_original(centre), [[150, 50, 150, 50]], atol=1)

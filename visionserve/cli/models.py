@@ -16,7 +16,7 @@ from visionserve.errors import VisionServeError
 from visionserve.models.aliases import resolve_alias
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.inspect import ManifestOverrides, import_model
-from visionserve.models.manifest import ResizeMode, Task
+from visionserve.models.manifest import ModelFamily, Normalization, ResizeMode, Task
 from visionserve.models.remote import RemoteModels
 from visionserve.models.store import ModelStore
 from visionserve.models.weights_api import WeightsApi
@@ -33,6 +33,29 @@ def _parse_input_size(text: str | None) -> tuple[int, int] | None:
     return (sides[0], sides[-1])
 
 
+def _parse_normalization(preset: str | None, mean: str | None, std: str | None) -> Normalization | None:
+    """`--normalize imagenet|none`, or explicit `--mean` and `--std`."""
+    if mean is not None or std is not None:
+        if mean is None or std is None or preset is not None:
+            raise ValueError("give --mean and --std together, instead of --normalize")
+        return Normalization(mean=_three_floats(mean, "--mean"), std=_three_floats(std, "--std"))
+    if preset is None or preset.lower() == "none":
+        return None
+    if preset.lower() == "imagenet":
+        return Normalization.imagenet()
+    raise ValueError(f"unknown --normalize {preset!r}; expected imagenet or none")
+
+
+def _three_floats(text: str, flag: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(value) for value in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ValueError(f"{flag} takes three numbers R,G,B, e.g. 0.485,0.456,0.406")
+    return values  # type: ignore[return-value]
+
+
 @app.command("add")
 def models_add(
     path: Annotated[Path, typer.Argument(exists=True, help="An ONNX file, or a Roboflow package folder.")],
@@ -44,16 +67,35 @@ def models_add(
     multilabel: Annotated[
         bool, typer.Option("--multilabel", help="Classifier with independent scores per class.")
     ] = False,
+    family: Annotated[
+        str | None,
+        typer.Option(help="Model family when the file cannot tell: yolo (yolov5, yolov8...), yolox, rfdetr, rtdetr."),
+    ] = None,
+    normalize: Annotated[
+        str | None,
+        typer.Option(help="Input normalisation of a plain classifier: imagenet (torchvision, timm) or none."),
+    ] = None,
+    mean: Annotated[str | None, typer.Option(help="Per-channel R,G,B mean in 0..1 units (with --std).")] = None,
+    std: Annotated[str | None, typer.Option(help="Per-channel R,G,B std in 0..1 units (with --mean).")] = None,
+    crop_fraction: Annotated[
+        float | None, typer.Option(help="Classifiers: centre crop / resized short side (0.875 with imagenet).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a model with the same id.")] = False,
 ) -> None:
-    """Add an Ultralytics YOLO ONNX export (reading its metadata) or a Roboflow model package to the store."""
+    """Add an ONNX export (Ultralytics YOLO and RT-DETR read from their metadata; RF-DETR, YOLOX and plain
+    classifiers) or a Roboflow model package to the store."""
     try:
+        normalization = _parse_normalization(normalize, mean, std)
         overrides = ManifestOverrides(
             task=Task.parse(task) if task else None,
             class_names=[name.strip() for name in classes.split(",") if name.strip()] if classes else None,
             input_size=_parse_input_size(imgsz),
             resize=resize,
             multilabel=multilabel,
+            family=ModelFamily.parse(family) if family else None,
+            normalization=normalization,
+            no_normalization=normalize is not None and normalization is None,
+            crop_fraction=crop_fraction,
         )
     except ValueError as error:
         raise fail(str(error)) from None

@@ -1,5 +1,10 @@
-"""Building manifests for model files users bring (a bare Ultralytics ONNX export, or a Roboflow package folder),
-checking the server can run them, and adding them to the store."""
+"""Building manifests for model files users bring (a bare ONNX export, or a Roboflow package folder), checking
+the server can run them, and adding them to the store.
+
+A bare file's family and task come from what it carries: output names (RF-DETR's `dets`/`labels`), Ultralytics
+metadata (`task`, `head`), or failing those the output shapes. Where shapes alone fit more than one family, the
+model is refused with the candidates and the flag that chooses, never served on a guess.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,20 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from visionserve.errors import ModelPackageError
+import numpy as np
+
+from visionserve.errors import ModelPackageError, TaskNotSupportedError
 from visionserve.models.ids import validate_model_id
 from visionserve.models.loader import build_predictor, open_session
-from visionserve.models.manifest import ModelManifest, ModelPackage, ResizeMode, Task
+from visionserve.models.manifest import (
+    TORCHVISION_CROP_FRACTION,
+    ModelFamily,
+    ModelManifest,
+    ModelPackage,
+    Normalization,
+    ResizeMode,
+    Task,
+)
 from visionserve.models.roboflow import (
     CLASS_NAMES_FILE,
     ENVIRONMENT_FILE,
@@ -19,8 +34,8 @@ from visionserve.models.roboflow import (
     read_environment,
 )
 from visionserve.models.store import ModelStore
-from visionserve.models.ultralytics import parse_metadata
-from visionserve.runtime.onnx_model import OnnxModel, RuntimeOptions
+from visionserve.models.ultralytics import UltralyticsMetadata, parse_metadata
+from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel, RuntimeOptions
 
 # Weights file names in Roboflow packages, by model family.
 PACKAGE_WEIGHTS = ("weights.onnx", "yolov5s_weights.onnx", "best.onnx")
@@ -35,6 +50,14 @@ class ManifestOverrides:
     input_size: tuple[int, int] | None = None
     resize: ResizeMode | None = None
     multilabel: bool = False
+    family: ModelFamily | None = None
+    normalization: Normalization | None = None
+    no_normalization: bool = False  # `--normalize none`: the model takes plain 0..1 pixels
+    crop_fraction: float | None = None
+
+    @property
+    def chose_normalization(self) -> bool:
+        return self.normalization is not None or self.no_normalization
 
     def apply(self, manifest: ModelManifest) -> ModelManifest:
         update = {
@@ -43,34 +66,130 @@ class ManifestOverrides:
             "input_size": self.input_size,
             "resize": self.resize,
             "multilabel": self.multilabel or None,
+            "family": self.family,
+            "normalization": self.normalization,
+            "crop_fraction": self.crop_fraction,
         }
         return manifest.model_copy(update={key: value for key, value in update.items() if value is not None})
+
+
+def probe_output_shapes(runner: OnnxModel, input_hw: tuple[int, int]) -> list[tuple[int, ...]]:
+    """Output shapes of one pass on a blank input (exports often leave output axes symbolic)."""
+    probe = np.zeros((runner.batch_size or 1, 3, *(runner.input_hw or input_hw)), dtype=np.float32)
+    try:
+        return [output.shape for output in runner.run(probe)]
+    except RUNTIME_ERRORS as error:
+        raise ModelPackageError(f"the model does not run on a blank {probe.shape[2]}x{probe.shape[3]} input: {error}") from None
+
+
+def recognise(
+    runner: OnnxModel, metadata: UltralyticsMetadata, overrides: ManifestOverrides, input_hw: tuple[int, int]
+) -> tuple[ModelFamily, Task]:
+    """The model's family and task from what the file carries, the user's flags winning."""
+    if overrides.family is not None:
+        family = overrides.family
+    elif is_rfdetr(runner):
+        family = ModelFamily.RFDETR
+    elif metadata.head == "RTDETRDecoder":
+        family = ModelFamily.RTDETR
+    elif metadata.is_ultralytics:
+        family = ModelFamily.YOLO
+    else:
+        family = None
+    if family is ModelFamily.RFDETR:
+        return family, overrides.task or rfdetr_task(runner)
+    if family is not None and family is not ModelFamily.YOLO:
+        return family, overrides.task or Task.OBJECT_DETECTION
+    if metadata.task_name and metadata.task is None:
+        raise TaskNotSupportedError(
+            f"this Ultralytics model's task is {metadata.task_name!r} (its metadata), which this server does not "
+            f"serve; it serves {', '.join(task.value for task in Task)}"
+        )
+    task = overrides.task or metadata.task
+    shapes = probe_output_shapes(runner, input_hw)
+    if family is None and not metadata.class_names:
+        ambiguous_family(shapes, overrides)
+    task = task or task_from_outputs(shapes)
+    if task is Task.CLASSIFICATION and not metadata.is_ultralytics and not overrides.chose_normalization:
+        raise ModelPackageError(
+            "a plain classifier without metadata: its input normalisation cannot be told from the file; pass "
+            "--normalize imagenet (torchvision and timm models: ImageNet mean/std, resize to 256 and crop 224) "
+            "or --normalize none (pixels scaled to 0..1, as Ultralytics classifiers)"
+        )
+    return ModelFamily.YOLO, task
+
+
+def is_rfdetr(runner: OnnxModel) -> bool:
+    return {"dets", "labels"} <= set(runner.output_names)
+
+
+def rfdetr_task(runner: OnnxModel) -> Task:
+    """RF-DETR's task from its output names: `masks` for segmentation, `keypoints` (not served yet)."""
+    if "keypoints" in runner.output_names:
+        raise TaskNotSupportedError("this is an RF-DETR keypoint model; RF-DETR keypoints cannot be served yet")
+    return Task.INSTANCE_SEGMENTATION if "masks" in runner.output_names else Task.OBJECT_DETECTION
+
+
+def ambiguous_family(shapes: list[tuple[int, ...]], overrides: ManifestOverrides) -> None:
+    """Refuse a metadata-free [B, N, 5 + C] output: classic YOLOv5 and YOLOX both write it, with different pixels
+    in (RGB 0..1, centred letterbox vs BGR 0..255, top-left) and boxes out."""
+    if len(shapes) == 1 and len(shapes[0]) == 3 and shapes[0][1] > shapes[0][2] and overrides.family is None:
+        raise ModelPackageError(
+            f"the output {list(shapes[0])} (boxes, objectness, class scores) is written by both classic YOLOv5 and "
+            "YOLOX exports, and the file has no metadata to tell them apart; pass --family yolov5 or --family yolox"
+        )
+
+
+def task_from_outputs(shapes: list[tuple[int, ...]]) -> Task:
+    """Exports without a task in their metadata (classic YOLOv5 writes only stride and names): [B, C] scores are
+    a classifier, a second 4-D output holds mask prototypes, one 3-D output is detection."""
+    if len(shapes) == 1 and len(shapes[0]) == 2:
+        return Task.CLASSIFICATION
+    if len(shapes) == 2 and len(shapes[0]) == 3 and len(shapes[1]) == 4:
+        return Task.INSTANCE_SEGMENTATION
+    if len(shapes) == 1 and len(shapes[0]) == 3:
+        return Task.OBJECT_DETECTION
+    raise ModelPackageError(
+        f"cannot tell the model's task from its outputs {[list(shape) for shape in shapes]}; pass one "
+        "(--task detect|segment|classify|pose|obb)"
+    )
 
 
 def manifest_for(
     runner: OnnxModel, model_id: str, overrides: ManifestOverrides, source: str | None = None
 ) -> ModelManifest:
-    """A bare ONNX file: everything from its Ultralytics metadata, unless overridden."""
+    """A bare ONNX file: everything from what the file says, unless overridden."""
     metadata = parse_metadata(runner.metadata)
-    task = overrides.task or metadata.task
-    if task is None:
-        raise ModelPackageError("the ONNX metadata names no task; pass one (--task detect|segment|...)")
+    input_size = overrides.input_size or metadata.input_size or runner.input_hw
+    family, task = recognise(runner, metadata, overrides, input_size or (640, 640))
     class_names = overrides.class_names or metadata.class_names
     if not class_names:
         raise ModelPackageError("the ONNX metadata has no class names; pass them (--classes a,b,c)")
-    default_resize = ResizeMode.CENTER_CROP if task is Task.CLASSIFICATION else ResizeMode.LETTERBOX
+    normalization = overrides.normalization
+    default_crop = TORCHVISION_CROP_FRACTION if normalization is not None and task is Task.CLASSIFICATION else 1.0
     return ModelManifest(
         model_id=model_id,
         task=task,
+        family=family,
         class_names=class_names,
-        input_size=overrides.input_size or metadata.input_size or runner.input_hw,
+        input_size=input_size,
         stride=metadata.stride or 32,
-        resize=overrides.resize or default_resize,
+        resize=overrides.resize or default_resize(family, task),
+        normalization=normalization,
+        crop_fraction=overrides.crop_fraction or default_crop,
         multilabel=overrides.multilabel,
         keypoint_shape=metadata.keypoint_shape,
         keypoint_names=metadata.keypoint_names or {},
         source=source,
     )
+
+
+def default_resize(family: ModelFamily, task: Task) -> ResizeMode:
+    if task is Task.CLASSIFICATION:
+        return ResizeMode.CENTER_CROP
+    if family in (ModelFamily.RFDETR, ModelFamily.RTDETR):
+        return ResizeMode.STRETCH
+    return ResizeMode.LETTERBOX
 
 
 def check_runnable(weights: Path, manifest: ModelManifest, runner: OnnxModel | None = None) -> None:
@@ -85,7 +204,10 @@ def _package_manifest(folder: Path, model_id: str, overrides: ManifestOverrides)
     if weights is None:
         raise ModelPackageError(f"{folder} holds none of {', '.join(PACKAGE_WEIGHTS)}")
     runner = open_session(weights, RuntimeOptions())
-    task = overrides.task or _package_task(folder) or parse_metadata(runner.metadata).task
+    family = overrides.family or (ModelFamily.RFDETR if is_rfdetr(runner) else ModelFamily.YOLO)
+    task = overrides.task or _package_task(folder)
+    if task is None:
+        task = rfdetr_task(runner) if family is ModelFamily.RFDETR else parse_metadata(runner.metadata).task
     if task is None:
         raise ModelPackageError("the package does not say its task; pass one (--task detect|segment|...)")
     names_file = folder / CLASS_NAMES_FILE
@@ -95,6 +217,7 @@ def _package_manifest(folder: Path, model_id: str, overrides: ManifestOverrides)
         read_environment(folder / ENVIRONMENT_FILE),
         class_names=read_class_names(names_file) if names_file.is_file() else None,
         source=str(folder.resolve()),
+        family=family,
     )
     return weights, overrides.apply(manifest)
 

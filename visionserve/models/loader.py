@@ -40,7 +40,8 @@ def open_session(weights: Path, options: RuntimeOptions) -> OnnxModel:
 
 
 def build_predictor(package: ModelPackage, runner: OnnxModel, max_batch_size: int) -> Predictor:
-    return predictor_class(package.manifest.task)(package.manifest, runner, max_batch_size)
+    manifest = package.manifest
+    return predictor_class(manifest.family, manifest.task)(manifest, runner, max_batch_size)
 
 
 def load_model(model_id: str, package: ModelPackage, options: RuntimeOptions, max_batch_size: int) -> LoadedModel:

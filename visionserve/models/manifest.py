@@ -45,6 +45,57 @@ _TASK_ALIASES = {
 }
 
 
+class ModelFamily(str, Enum):
+    """Which architecture's pre- and post-processing a model needs; its outputs alone cannot always tell."""
+
+    YOLO = "yolo"  # Ultralytics YOLO (v3u to 26) and classic YOLOv5: letterbox, RGB 0..1, NMS
+    RFDETR = "rfdetr"  # Roboflow RF-DETR: ImageNet-normalised stretch, sigmoid logits, top-k, no NMS
+    RTDETR = "rtdetr"  # Ultralytics RT-DETR: stretch, RGB 0..1, sigmoid scores per query, no NMS
+    YOLOX = "yolox"  # Megvii YOLOX: top-left letterbox, BGR 0..255, grid decode, objectness x class, NMS
+
+    @classmethod
+    def parse(cls, name: str) -> ModelFamily:
+        key = name.strip().lower().replace("-", "")
+        family = _FAMILY_ALIASES.get(key)
+        if family is None:
+            try:
+                return cls(key)
+            except ValueError:
+                known = ", ".join(sorted({*_FAMILY_ALIASES, *(f.value for f in cls)}))
+                raise ValueError(f"unknown model family {name!r}; expected one of: {known}") from None
+        return family
+
+
+_FAMILY_ALIASES = {
+    "ultralytics": ModelFamily.YOLO,
+    "yolov5": ModelFamily.YOLO,
+    "yolov8": ModelFamily.YOLO,
+    "rfdetr": ModelFamily.RFDETR,
+    "rtdetr": ModelFamily.RTDETR,
+}
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TORCHVISION_CROP_FRACTION = 0.875  # Resize(256) then CenterCrop(224)
+
+
+class Normalization(BaseModel):
+    """Per-channel (R, G, B) mean and standard deviation, in units of the 0..1 input."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @model_validator(mode="after")
+    def _positive_std(self) -> Normalization:
+        if min(self.std) <= 0:
+            raise ValueError("every std must be positive")
+        return self
+
+    @classmethod
+    def imagenet(cls) -> Normalization:
+        return cls(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
 class ResizeMode(str, Enum):
     LETTERBOX = "letterbox"  # fit inside, pad the rest (detection-style models)
     STRETCH = "stretch"  # fill, ignoring the aspect ratio
@@ -95,8 +146,15 @@ class ModelManifest(BaseModel):
         None, description="Network input (height, width); None means the ONNX input shape decides."
     )
     stride: int = Field(32, ge=1)
+    family: ModelFamily = ModelFamily.YOLO
     resize: ResizeMode = ResizeMode.LETTERBOX
     pad_value: int = Field(114, ge=0, le=255)
+    normalization: Normalization | None = Field(
+        None, description="Mean/std applied after scaling to 0..1 (ImageNet-style classifiers, RF-DETR)."
+    )
+    crop_fraction: float = Field(
+        1.0, gt=0, le=1, description="Center-crop: the crop's share of the resized short side (torchvision: 0.875)."
+    )
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     multilabel: bool = Field(False, description="Classification: independent scores per class.")
     keypoint_shape: tuple[int, int] | None = Field(

@@ -13,28 +13,34 @@ from filelock import FileLock, Timeout
 
 from visionserve.errors import ServiceUnavailableError, TaskNotSupportedError
 from visionserve.models.inspect import check_runnable
-from visionserve.models.manifest import ModelPackage, Task
+from visionserve.models.manifest import ModelFamily, ModelPackage, Task
 from visionserve.models.roboflow import CLASS_NAMES_FILE, ENVIRONMENT_FILE, manifest_from_environment
 from visionserve.models.store import ModelStore
 from visionserve.models.weights_api import Progress, RemoteModel, WeightsApi
 
 logger = logging.getLogger(__name__)
 
-# Roboflow model types whose ONNX exports have YOLO output layouts; others (RF-DETR, YOLO-NAS, ViT...) differ.
-_YOLO_PREFIXES = ("yolov5", "yolov7", "yolov8", "yolov9", "yolov10", "yolov11", "yolo11", "yolov12", "yolo26")
+# Roboflow model types by the family of their ONNX exports; others (YOLO-NAS, ViT, ResNet...) are refused.
+_FAMILY_PREFIXES = {
+    ModelFamily.YOLO: ("yolov5", "yolov7", "yolov8", "yolov9", "yolov10", "yolov11", "yolo11", "yolov12", "yolo26"),
+    ModelFamily.RFDETR: ("rfdetr",),
+}
 _SERVED_TASKS = {task.value: task for task in Task}
 
 
-def _task_of(remote: RemoteModel, model_id: str) -> Task:
+def _family_and_task(remote: RemoteModel, model_id: str) -> tuple[ModelFamily, Task]:
     task = _SERVED_TASKS.get(remote.task_type)
     if task is None:
         raise TaskNotSupportedError(f"Model {model_id} is a {remote.task_type} model, which this server cannot serve.")
     model_type = (remote.model_type or "").lower()
-    if model_type and model_type != "ort" and not model_type.startswith(_YOLO_PREFIXES):
+    if not model_type or model_type == "ort":
+        return ModelFamily.YOLO, task
+    family = next((family for family, prefixes in _FAMILY_PREFIXES.items() if model_type.startswith(prefixes)), None)
+    if family is None:
         raise TaskNotSupportedError(
-            f"Model {model_id} is a {remote.model_type} model; this server runs YOLO-family ONNX models."
+            f"Model {model_id} is a {remote.model_type} model; this server runs YOLO-family and RF-DETR ONNX models."
         )
-    return task
+    return family, task
 
 
 class RemoteModels:
@@ -64,7 +70,7 @@ class RemoteModels:
 
     def _download(self, model_id: str, api_key: str | None) -> ModelPackage:
         remote = self.api.describe(model_id, api_key)
-        task = _task_of(remote, model_id)
+        family, task = _family_and_task(remote, model_id)
         started = time.perf_counter()
         logger.info("downloading model %s (%s, %s)", model_id, remote.task_type, remote.model_type or "unknown type")
         staging = self.store.staging_directory()
@@ -78,6 +84,7 @@ class RemoteModels:
                 class_names=remote.class_names,
                 colors=remote.colors,
                 model_type=remote.model_type,
+                family=family,
                 source=f"weights API {self.api.base_url}",
             )
             check_runnable(weights, manifest)  # a broken download never reaches the store

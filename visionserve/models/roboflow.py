@@ -15,9 +15,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from visionserve.errors import ModelPackageError
+from visionserve.errors import ModelPackageError, TaskNotSupportedError
 from visionserve.models.manifest import (
     Contrast,
+    ModelFamily,
     ModelManifest,
     Preprocessing,
     ResizeMode,
@@ -98,9 +99,14 @@ def manifest_from_environment(
     colors: Mapping[str, str] | None = None,
     model_type: str | None = None,
     source: str | None = None,
+    family: ModelFamily = ModelFamily.YOLO,
 ) -> ModelManifest:
     preprocessing = _preprocessing_of(environment)
     resize, pad_value, input_size = _resize(preprocessing)
+    if family is ModelFamily.RFDETR:
+        input_size = None  # its fixed square input decides; the package's size is the training images'
+        if task is Task.CLASSIFICATION or task is Task.KEYPOINT_DETECTION:
+            raise TaskNotSupportedError(f"RF-DETR {task.value} models cannot be served yet")
     names = class_names or _class_map_names(environment)
     if not names:
         raise ModelPackageError("the package names no classes (no class list, no CLASS_MAP)")
@@ -116,6 +122,7 @@ def manifest_from_environment(
         multilabel=bool(environment.get("MULTICLASS", False)),
         colors={**(env_colors if isinstance(env_colors, Mapping) else {}), **(colors or {})},
         model_type=model_type,
+        family=family,
         source=source,
     )
 

@@ -22,6 +22,13 @@ class UltralyticsMetadata:
     end_to_end: bool = False  # NMS (or a one-to-one head) is inside the graph
     keypoint_shape: tuple[int, int] | None = None  # (keypoints, values per keypoint)
     keypoint_names: dict[int, list[str]] | None = None
+    task_name: str | None = None  # as written, also when it is a task this server does not serve
+    head: str | None = None  # the head module's class name, e.g. Detect, Segment26, RTDETRDecoder
+    nms_first_image_only: bool = False  # dynamic batch with NMS exported at batch 1: later images come back empty
+
+    @property
+    def is_ultralytics(self) -> bool:
+        return self.task_name is not None
 
 
 def literal(text: str | None) -> object:
@@ -85,7 +92,9 @@ def parse_metadata(props: Mapping[str, str]) -> UltralyticsMetadata:
         task = None
     stride = literal(props.get("stride"))
     args = literal(props.get("args"))
-    nms_in_graph = isinstance(args, dict) and args.get("nms") is True
+    args = args if isinstance(args, dict) else {}
+    nms_in_graph = args.get("nms") is True
+    head = props.get("head")
     return UltralyticsMetadata(
         task=task,
         class_names=parse_class_names(literal(props.get("names"))),
@@ -94,4 +103,9 @@ def parse_metadata(props: Mapping[str, str]) -> UltralyticsMetadata:
         end_to_end=nms_in_graph or literal(props.get("end2end")) is True,
         keypoint_shape=parse_keypoint_shape(literal(props.get("kpt_shape"))),
         keypoint_names=parse_keypoint_names(literal(props.get("kpt_names"))),
+        task_name=task_name.strip() if task_name else None,
+        head=head.strip() if isinstance(head, str) and head.strip() else None,
+        # Ultralytics warns at export: its in-graph NMS keeps rows for the first image only unless exported with
+        # batch > 1 (checked with onnxruntime on such an export).
+        nms_first_image_only=nms_in_graph and args.get("dynamic") is True and args.get("batch", 1) in (1, None),
     )

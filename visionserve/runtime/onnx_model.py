@@ -95,6 +95,7 @@ class OnnxModel:
         self.input_name: str = inputs[0].name
         self.input_shape: list[object] = list(inputs[0].shape)
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        self.output_names: list[str] = [output.name for output in self.session.get_outputs()]
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.concurrent_runs = max(1, options.concurrent_runs)
         self._slots = threading.BoundedSemaphore(self.concurrent_runs)

@@ -17,7 +17,7 @@ from visionserve.observe import timed
 from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel
 from visionserve.runtime.parallel import cpu_map
 from visionserve.tasks.adjust import adjust
-from visionserve.tasks.preprocess import ImageTransform, build_input_batch
+from visionserve.tasks.preprocess import ImageTransform, InputSpec, build_input_batch
 
 DEFAULT_INPUT_SIZE = (640, 640)
 Options = Mapping[str, Any]
@@ -50,12 +50,14 @@ class Predictor(ABC):
     """Runs one model on a list of decoded images and shapes each result like the reference's JSON."""
 
     task: ClassVar[Task]
+    one_image_per_pass = False  # set for graphs that answer only the first image of a batch
 
     def __init__(self, manifest: ModelManifest, runner: OnnxModel, max_batch_size: int) -> None:
         self.manifest = manifest
         self.runner = runner
         self.input_hw = resolve_input_size(manifest, runner)
         self.max_batch_size = max_batch_size
+        self.spec = self.input_spec()
         probe = np.zeros((runner.batch_size or 1, 3, *self.input_hw), dtype=np.float32)
         try:
             shapes = [output.shape for output in runner.run(probe)]
@@ -68,8 +70,20 @@ class Predictor(ABC):
         return self.manifest.class_names
 
     def class_name(self, class_id: int) -> str:
-        names = self.manifest.class_names
+        names = self.class_names
         return names[class_id] if 0 <= class_id < len(names) else str(class_id)
+
+    def input_spec(self) -> InputSpec:
+        """How this model wants its pixels; families with other conventions override it."""
+        manifest = self.manifest
+        return InputSpec(
+            size=self.input_hw,
+            resize=manifest.resize,
+            pad_value=manifest.pad_value,
+            normalization=manifest.normalization,
+            antialias=manifest.resize is ResizeMode.CENTER_CROP,  # torchvision's Resize on PIL images
+            crop_fraction=manifest.crop_fraction,
+        )
 
     @abstractmethod
     def configure(self, output_shapes: list[tuple[int, ...]]) -> None:
@@ -89,15 +103,18 @@ class Predictor(ABC):
         if self.manifest.preprocessing.static_crop is not None and not options.get("disable_preproc_static_crop"):
             return None
         height, width = self.input_hw
-        if self.manifest.resize is ResizeMode.LETTERBOX:
+        if self.spec.resize is ResizeMode.LETTERBOX:
             return lambda w, h: min(height / h, width / w)
-        return lambda w, h: max(height / h, width / w)  # stretch and centre crop fill both sides
+        cover = 1.0 / self.spec.crop_fraction if self.spec.resize is ResizeMode.CENTER_CROP else 1.0
+        return lambda w, h: max(height / h, width / w) * cover  # stretch and centre crop fill both sides
 
     def chunk_size(self, count: int) -> int:
         """Images per forward pass: the fixed batch size, or an even share per concurrent run (so a batch keeps
         every run busy), at most `max_batch_size`."""
         if self.runner.batch_size:
             return self.runner.batch_size
+        if self.one_image_per_pass:
+            return 1
         return max(1, min(self.max_batch_size, math.ceil(count / self.runner.concurrent_runs)))
 
     def predict(self, images: list[DecodedImage], options: Options) -> list[ResponseFields]:
@@ -110,13 +127,7 @@ class Predictor(ABC):
     def _predict_chunk(self, chunk: list[DecodedImage], options: Options, params: Any) -> list[ResponseFields]:
         with timed("preprocess"):
             adjusted = [adjust(image, self.manifest.preprocessing, options) for image in chunk]
-            tensor, transforms = build_input_batch(
-                [image for image, _, _ in adjusted],
-                self.input_hw,
-                self.manifest.resize,
-                self.manifest.pad_value,
-                self.runner.batch_size,
-            )
+            tensor, transforms = build_input_batch([image for image, _, _ in adjusted], self.spec, self.runner.batch_size)
         with timed("inference"):
             outputs = self.runner.run(tensor)
         with timed("postprocess"):

@@ -48,6 +48,14 @@ class Detections:
         return self.input_boxes, self.boxes, self.scores, self.class_ids, self.extras
 
 
+def normalized_cxcywh_to_input_xyxy(boxes: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    """[n, 4] cx, cy, w, h in 0..1 of the input (DETR-style heads) → x1, y1, x2, y2 in input pixels."""
+    height, width = input_hw
+    centre, half = boxes[:, :2], boxes[:, 2:4] / 2
+    scale = np.array([width, height, width, height], dtype=np.float32)
+    return np.concatenate([centre - half, centre + half], axis=1) * scale
+
+
 def parse_detection_options(options: Options) -> DetectionParams:
     class_filter = options.get("class_filter")
     return DetectionParams(
@@ -64,9 +72,10 @@ class ObjectDetectionPredictor(Predictor):
     task = Task.OBJECT_DETECTION
 
     def configure(self, output_shapes: list[tuple[int, ...]]) -> None:
-        end_to_end = parse_metadata(self.runner.metadata).end_to_end
+        metadata = parse_metadata(self.runner.metadata)
         extra = self.extra_values(output_shapes)
-        self.layout = detect_layout(output_shapes[0], len(self.class_names), extra, end_to_end)
+        self.layout = detect_layout(output_shapes[0], len(self.class_names), extra, metadata.end_to_end)
+        self.one_image_per_pass = metadata.nms_first_image_only
 
     def extra_values(self, output_shapes: list[tuple[int, ...]]) -> int:
         """Values after the class scores in each output row: none for plain detection."""
@@ -90,13 +99,27 @@ class ObjectDetectionPredictor(Predictor):
                 params.max_detections,
                 params.class_agnostic_nms,
             )
-        input_boxes = candidates.boxes[keep]
+        return self.detections(
+            candidates.boxes[keep], candidates.scores[keep], candidates.class_ids[keep], candidates.extras[keep],
+            transform, params,
+        )
+
+    def detections(
+        self,
+        input_boxes: np.ndarray,
+        scores: np.ndarray,
+        class_ids: np.ndarray,
+        extras: np.ndarray,
+        transform: ImageTransform,
+        params: DetectionParams,
+    ) -> Detections:
+        """Kept boxes (xyxy in input pixels, best first) → original pixels, then the request's class filter."""
         detections = Detections(
             input_boxes=input_boxes,
             boxes=np.round(transform.boxes_to_original(input_boxes)),
-            scores=candidates.scores[keep],
-            class_ids=candidates.class_ids[keep],
-            extras=candidates.extras[keep],
+            scores=scores,
+            class_ids=class_ids,
+            extras=extras,
         )
         if params.class_filter is not None:
             names = [self.class_name(int(class_id)) for class_id in detections.class_ids]

@@ -1,19 +1,22 @@
 """Image → network input tensor, resized once and written straight into the batch tensor.
 
 Each image's `ImageTransform` records exactly how it was placed, so outputs map back without rounding drift.
+Families differ in how they want pixels (`InputSpec`): Ultralytics letterboxes RGB scaled to 0..1, YOLOX pads at
+the top-left and keeps BGR 0..255, RF-DETR normalises with ImageNet statistics and resamples without rounding to
+bytes, torchvision-style classifiers resize with antialiasing before a centre crop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from visionserve.images.decode import DecodedImage
-from visionserve.models.manifest import ResizeMode
-
-_INV_255 = np.float32(1.0 / 255.0)
+from visionserve.models.manifest import Normalization, ResizeMode
 
 
 @dataclass(frozen=True)
@@ -53,47 +56,102 @@ class ImageTransform:
         return self.points_to_original(boxes.reshape(-1, 2, 2)).reshape(-1, 4)
 
 
-def _resized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+@dataclass(frozen=True)
+class InputSpec:
+    """How a model wants its input: size, placement, channel order, value scale and normalisation."""
+
+    size: tuple[int, int]  # (height, width)
+    resize: ResizeMode = ResizeMode.LETTERBOX
+    pad_value: float | None = 114.0  # in 0..255 pixel units; None: the normalisation mean (0 after it, RF-DETR)
+    bgr: bool = False  # feed BGR (YOLOX) instead of RGB
+    pixel_scale: float = 1.0 / 255.0  # 1.0 keeps 0..255 (YOLOX)
+    normalization: Normalization | None = None
+    pad_top_left: bool = False  # letterbox in the top-left corner, sizes truncated (YOLOX); else centred
+    float_resize: bool = False  # resample float pixels, never rounded to bytes (RF-DETR)
+    antialias: bool = False  # PIL's antialiased bilinear, as torchvision's Resize on PIL images
+    crop_fraction: float = 1.0  # centre crop: crop side / resized short side (torchvision 224/256)
+    channel_scale: np.ndarray = field(init=False, repr=False, compare=False)
+    channel_offset: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """tensor = pixel * scale - offset, per input channel (R, G, B or B, G, R)."""
+        mean = np.zeros(3) if self.normalization is None else np.array(self.normalization.mean)
+        std = np.ones(3) if self.normalization is None else np.array(self.normalization.std)
+        if self.bgr:
+            mean, std = mean[::-1], std[::-1]
+        object.__setattr__(self, "channel_scale", (self.pixel_scale / std).astype(np.float32).reshape(3, 1, 1))
+        object.__setattr__(self, "channel_offset", (mean / std).astype(np.float32).reshape(3, 1, 1))
+
+    @property
+    def normalizes(self) -> bool:
+        return self.normalization is not None
+
+    def pad_tensor_value(self) -> np.ndarray:
+        if self.pad_value is None:
+            return np.zeros((3, 1, 1), dtype=np.float32)
+        return self.pad_value * self.channel_scale - self.channel_offset
+
+
+def _resized(pixels: np.ndarray, width: int, height: int, spec: InputSpec) -> np.ndarray:
     if (pixels.shape[1], pixels.shape[0]) == (width, height):
         return pixels
-    return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_LINEAR)
+    if spec.antialias:  # per-channel resampling: the channel order does not matter to PIL
+        return np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR))
+    source = pixels.astype(np.float32) if spec.float_resize else pixels
+    return cv2.resize(source, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def _write_chw_rgb(image_bgr: np.ndarray, out: np.ndarray) -> None:
-    """HWC BGR uint8 → CHW RGB floats in [0, 1], into `out` (a view of the batch tensor)."""
-    np.multiply(image_bgr.transpose(2, 0, 1)[::-1], _INV_255, out=out, casting="unsafe")
+def _write(image_bgr: np.ndarray, out: np.ndarray, spec: InputSpec) -> None:
+    """HWC BGR pixels → CHW tensor values as the model wants them, into `out` (a view of the batch tensor)."""
+    channels = image_bgr.transpose(2, 0, 1)
+    np.multiply(channels if spec.bgr else channels[::-1], spec.channel_scale, out=out, casting="unsafe")
+    if spec.normalizes:
+        out -= spec.channel_offset
 
 
-def letterbox_into(image: DecodedImage, out: np.ndarray, pad_value: int) -> ImageTransform:
-    """Fit the image inside `out` ([3, H, W]) keeping its aspect ratio, centred on a grey border."""
+def letterbox_into(image: DecodedImage, out: np.ndarray, spec: InputSpec) -> ImageTransform:
+    """Fit the image inside `out` ([3, H, W]) keeping its aspect ratio, on a border of the pad colour."""
     target_h, target_w = out.shape[1:]
     width, height = image.width, image.height
     ratio = min(target_h / height, target_w / width)
-    new_w = max(1, min(target_w, round(width * ratio)))
-    new_h = max(1, min(target_h, round(height * ratio)))
-    left, top = (target_w - new_w) // 2, (target_h - new_h) // 2
+    size = math.floor if spec.pad_top_left else round
+    new_w = max(1, min(target_w, size(width * ratio)))
+    new_h = max(1, min(target_h, size(height * ratio)))
+    left, top = (0, 0) if spec.pad_top_left else ((target_w - new_w) // 2, (target_h - new_h) // 2)
     if (new_w, new_h) != (target_w, target_h):
-        out[...] = pad_value / 255.0
-    _write_chw_rgb(_resized(image.pixels, new_w, new_h), out[:, top : top + new_h, left : left + new_w])
+        out[...] = spec.pad_tensor_value()
+    _write(_resized(image.pixels, new_w, new_h, spec), out[:, top : top + new_h, left : left + new_w], spec)
     return ImageTransform(width, height, new_w / width, new_h / height, float(left), float(top))
 
 
-def stretch_into(image: DecodedImage, out: np.ndarray, pad_value: int = 0) -> ImageTransform:
+def stretch_into(image: DecodedImage, out: np.ndarray, spec: InputSpec) -> ImageTransform:
     """Resize the image to fill `out` exactly, ignoring its aspect ratio."""
     target_h, target_w = out.shape[1:]
     width, height = image.width, image.height
-    _write_chw_rgb(_resized(image.pixels, target_w, target_h), out)
+    _write(_resized(image.pixels, target_w, target_h, spec), out, spec)
     return ImageTransform(width, height, target_w / width, target_h / height, 0.0, 0.0)
 
 
-def center_crop_into(image: DecodedImage, out: np.ndarray, pad_value: int = 0) -> ImageTransform:
-    """Scale the short side to fit, then keep the centre (Ultralytics' classification transform)."""
+def crop_resize_size(width: int, height: int, target_h: int, target_w: int, crop_fraction: float) -> tuple[int, int]:
+    """The size to resize to before a centre crop. A square target follows torchvision's `Resize(int)`: the
+    short side becomes `side / crop_fraction`, the long side keeps the ratio (truncated)."""
+    if target_h == target_w:
+        short = math.floor(target_h / crop_fraction)
+        if width <= height:
+            return short, max(short, int(short * height / width))
+        return max(short, int(short * width / height)), short
+    ratio = max(target_h / height, target_w / width) / crop_fraction
+    return max(target_w, round(width * ratio)), max(target_h, round(height * ratio))
+
+
+def center_crop_into(image: DecodedImage, out: np.ndarray, spec: InputSpec) -> ImageTransform:
+    """Scale the short side to fit, then keep the centre (classifiers)."""
     target_h, target_w = out.shape[1:]
     width, height = image.width, image.height
-    ratio = max(target_h / height, target_w / width)
-    new_w, new_h = max(target_w, round(width * ratio)), max(target_h, round(height * ratio))
-    left, top = (new_w - target_w) // 2, (new_h - target_h) // 2
-    _write_chw_rgb(_resized(image.pixels, new_w, new_h)[top : top + target_h, left : left + target_w], out)
+    new_w, new_h = crop_resize_size(width, height, target_h, target_w, spec.crop_fraction)
+    left, top = int(round((new_w - target_w) / 2.0)), int(round((new_h - target_h) / 2.0))
+    resized = _resized(image.pixels, new_w, new_h, spec)
+    _write(resized[top : top + target_h, left : left + target_w], out, spec)
     return ImageTransform(width, height, new_w / width, new_h / height, float(-left), float(-top))
 
 
@@ -101,17 +159,13 @@ _PLACE = {ResizeMode.LETTERBOX: letterbox_into, ResizeMode.CENTER_CROP: center_c
 
 
 def build_input_batch(
-    images: list[DecodedImage],
-    input_hw: tuple[int, int],
-    mode: ResizeMode,
-    pad_value: int,
-    batch_size: int | None = None,
+    images: list[DecodedImage], spec: InputSpec, batch_size: int | None = None
 ) -> tuple[np.ndarray, list[ImageTransform]]:
     """Stack images into one float32 [B, 3, H, W] tensor, each resized once, straight into its slot.
 
     `batch_size` pads the batch with zeros for models with a fixed batch axis.
     """
     rows = max(len(images), batch_size or 0)
-    tensor = np.zeros((rows, 3, *input_hw), dtype=np.float32)
-    place = _PLACE[mode]
-    return tensor, [place(image, tensor[index], pad_value) for index, image in enumerate(images)]
+    tensor = np.zeros((rows, 3, *spec.size), dtype=np.float32)
+    place = _PLACE[spec.resize]
+    return tensor, [place(image, tensor[index], spec) for index, image in enumerate(images)]

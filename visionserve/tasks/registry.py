@@ -1,27 +1,36 @@
-"""Which predictor serves which task."""
+"""Which predictor serves which task of which model family."""
 
 from __future__ import annotations
 
 from visionserve.errors import TaskNotSupportedError
-from visionserve.models.manifest import Task
+from visionserve.models.manifest import ModelFamily, Task
 from visionserve.tasks.base import Predictor
 from visionserve.tasks.classification import ClassificationPredictor
 from visionserve.tasks.detection import ObjectDetectionPredictor
 from visionserve.tasks.keypoints import KeypointsPredictor
 from visionserve.tasks.obb import OrientedDetectionPredictor
+from visionserve.tasks.rfdetr import RFDETRDetectionPredictor, RFDETRSegmentationPredictor
+from visionserve.tasks.rtdetr import RTDETRDetectionPredictor
 from visionserve.tasks.segmentation import InstanceSegmentationPredictor
+from visionserve.tasks.yolox import YoloxDetectionPredictor
 
-PREDICTORS: dict[Task, type[Predictor]] = {
-    Task.OBJECT_DETECTION: ObjectDetectionPredictor,
-    Task.INSTANCE_SEGMENTATION: InstanceSegmentationPredictor,
-    Task.CLASSIFICATION: ClassificationPredictor,
-    Task.KEYPOINT_DETECTION: KeypointsPredictor,
-    Task.ORIENTED_OBJECT_DETECTION: OrientedDetectionPredictor,
+PREDICTORS: dict[tuple[ModelFamily, Task], type[Predictor]] = {
+    (ModelFamily.YOLO, Task.OBJECT_DETECTION): ObjectDetectionPredictor,
+    (ModelFamily.YOLO, Task.INSTANCE_SEGMENTATION): InstanceSegmentationPredictor,
+    (ModelFamily.YOLO, Task.CLASSIFICATION): ClassificationPredictor,
+    (ModelFamily.YOLO, Task.KEYPOINT_DETECTION): KeypointsPredictor,
+    (ModelFamily.YOLO, Task.ORIENTED_OBJECT_DETECTION): OrientedDetectionPredictor,
+    (ModelFamily.RFDETR, Task.OBJECT_DETECTION): RFDETRDetectionPredictor,
+    (ModelFamily.RFDETR, Task.INSTANCE_SEGMENTATION): RFDETRSegmentationPredictor,
+    (ModelFamily.RTDETR, Task.OBJECT_DETECTION): RTDETRDetectionPredictor,
+    (ModelFamily.YOLOX, Task.OBJECT_DETECTION): YoloxDetectionPredictor,
 }
 
 
-def predictor_class(task: Task) -> type[Predictor]:
+def predictor_class(family: ModelFamily, task: Task) -> type[Predictor]:
     try:
-        return PREDICTORS[task]
+        return PREDICTORS[family, task]
     except KeyError:
-        raise TaskNotSupportedError(f"Models of task '{task.value}' cannot be served yet.") from None
+        raise TaskNotSupportedError(
+            f"{family.value} models of task '{task.value}' cannot be served yet."
+        ) from None

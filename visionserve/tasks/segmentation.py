@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from visionserve.errors import InvalidRequestError
@@ -37,6 +38,18 @@ class SegmentationParams:
     mask_format: str = "polygon"
 
 
+def parse_segmentation_options(options: Options) -> SegmentationParams:
+    mode = str(option(options, "mask_decode_mode", "accurate"))
+    factor = float(option(options, "tradeoff_factor", 0.0))
+    mask_format = str(option(options, "response_mask_format", "polygon"))
+    if mode not in MASK_MODES or not 0.0 <= factor <= 1.0 or mask_format not in MASK_FORMATS:
+        raise InvalidRequestError(
+            "Invalid mask decode argument sent. tradeoff_factor must be in [0.0, 1.0], mask_decode_mode: "
+            f"must be one of {list(MASK_MODES)}, response_mask_format: one of {list(MASK_FORMATS)}"
+        )
+    return SegmentationParams(parse_detection_options(options), mode, factor, mask_format)
+
+
 class InstanceSegmentationPredictor(ObjectDetectionPredictor):
     task = Task.INSTANCE_SEGMENTATION
 
@@ -46,15 +59,7 @@ class InstanceSegmentationPredictor(ObjectDetectionPredictor):
         return output_shapes[1][1]
 
     def parse_options(self, options: Options) -> SegmentationParams:
-        mode = str(option(options, "mask_decode_mode", "accurate"))
-        factor = float(option(options, "tradeoff_factor", 0.0))
-        mask_format = str(option(options, "response_mask_format", "polygon"))
-        if mode not in MASK_MODES or not 0.0 <= factor <= 1.0 or mask_format not in MASK_FORMATS:
-            raise InvalidRequestError(
-                "Invalid mask decode argument sent. tradeoff_factor must be in [0.0, 1.0], mask_decode_mode: "
-                f"must be one of {list(MASK_MODES)}, response_mask_format: one of {list(MASK_FORMATS)}"
-            )
-        return SegmentationParams(parse_detection_options(options), mode, factor, mask_format)
+        return parse_segmentation_options(options)
 
     def postprocess(
         self, outputs: list[np.ndarray], transform: ImageTransform, params: SegmentationParams
@@ -66,9 +71,7 @@ class InstanceSegmentationPredictor(ObjectDetectionPredictor):
             masks = self._rle_masks(protos, detections, transform)
         else:
             masks = self._polygons(protos, detections, transform, params)
-        for prediction, mask in zip(predictions, masks):
-            prediction.update(mask)
-        return {"predictions": predictions}
+        return {"predictions": with_masks(predictions, masks)}
 
     def _polygon_axes(self, protos: np.ndarray, params: SegmentationParams) -> tuple[float, float]:
         """Target pixels per input pixel, per axis, for the requested mode."""
@@ -82,7 +85,7 @@ class InstanceSegmentationPredictor(ObjectDetectionPredictor):
 
     def _polygons(
         self, protos: np.ndarray, detections: Detections, transform: ImageTransform, params: SegmentationParams
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, Any] | None]:
         scale_x, scale_y = self._polygon_axes(protos, params)
         x_axis, y_axis = Axis(scale_x), Axis(scale_y)
         size = (round(self.input_hw[1] * scale_x), round(self.input_hw[0] * scale_y))
@@ -90,18 +93,35 @@ class InstanceSegmentationPredictor(ObjectDetectionPredictor):
         for box, coefficients in zip(detections.input_boxes, detections.extras):
             polygon = largest_polygon(decode_mask(protos, coefficients, box, self.input_hw, x_axis, y_axis, size))
             in_input = np.stack([x_axis.to_input(polygon[:, 0]), y_axis.to_input(polygon[:, 1])], axis=1)
-            points = transform.points_to_original(in_input).tolist()
-            masks.append({"points": [{"x": x, "y": y} for x, y in points], "mask_format": "polygon"})
+            masks.append(polygon_field(transform.points_to_original(in_input)))
         return masks
 
     def _rle_masks(
         self, protos: np.ndarray, detections: Detections, transform: ImageTransform
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, Any] | None]:
         (scale_x, shift_x), (scale_y, shift_y) = transform.input_to_original_axes()
         x_axis, y_axis = Axis(scale_x, shift_x), Axis(scale_y, shift_y)
         width, height = transform.image_width, transform.image_height
         masks = []
         for box, coefficients in zip(detections.input_boxes, detections.extras):
             patch = decode_mask(protos, coefficients, box, self.input_hw, x_axis, y_axis, (width, height))
-            masks.append({"rle": rle_encode(paste(patch, height, width)), "mask_format": "rle"})
+            masks.append(rle_field(paste(patch, height, width)) if patch.mask.any() else None)
         return masks
+
+
+def polygon_field(points: np.ndarray) -> dict[str, Any] | None:
+    """A prediction's `points` from a contour in original pixels; None when the contour encloses no area (an
+    empty or one-pixel-thin mask, which Ultralytics drops as empty)."""
+    if len(points) < 3 or cv2.contourArea(points.astype(np.float32)) <= 0:
+        return None
+    return {"points": [{"x": x, "y": y} for x, y in points.tolist()], "mask_format": "polygon"}
+
+
+def rle_field(mask: np.ndarray) -> dict[str, Any]:
+    return {"rle": rle_encode(mask), "mask_format": "rle"}
+
+
+def with_masks(predictions: list[dict[str, Any]], masks: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """Each prediction with its mask fields; detections without a usable mask are dropped, not answered with an
+    empty or degenerate outline."""
+    return [{**prediction, **mask} for prediction, mask in zip(predictions, masks) if mask is not None]
