@@ -10,6 +10,8 @@
 4. Memory: a server with 8 models vs the sum of their sessions measured alone (<= 1.2x); RSS before and after
    10,000 requests (no growth).
 5. The reference server's published ratio on this kind of machine (40 req/s over a 16 ms forward = 0.64).
+6. RF-DETR Nano (when its fixtures are built): HTTP vs raw throughput (>= 0.90), and post-processing per image
+   (sigmoid, top-k, masks for the segmenter) vs the forward pass.
 Plus where the time goes for one request at one client.
 """
 
@@ -17,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -217,6 +220,47 @@ def segmentation_target(home: Path, seconds: float, settings: Settings) -> Targe
                   share, "<= 0.15", share <= 0.15)
 
 
+def rfdetr_targets(home: Path, seconds: float, settings: Settings) -> list[Target]:
+    """RF-DETR Nano (built by the RF-DETR fixture step): HTTP throughput vs its raw forward with the default thread
+    budget, and post-processing (sigmoid, top-k, masks) per image as a share of the forward pass."""
+    folder = os.environ.get("VISIONSERVE_RFDETR_FIXTURES")
+    if not folder:
+        console.print("[yellow]RF-DETR not measured: VISIONSERVE_RFDETR_FIXTURES is not set (make bench sets it)[/yellow]")
+        return []
+    store = ModelStore(home / "models")
+    names = ManifestOverrides(class_names=["circle", "square", "triangle"])
+    import_model(store, Path(folder) / "rfdetr-nano-detect.onnx", "rfdetr-nano/1", names, replace=True)
+    import_model(store, Path(folder) / "rfdetr-seg-nano.onnx", "rfdetr-seg-nano/1", names, replace=True)
+    model = _load(home, "rfdetr-nano/1", settings)
+    rate, _ = raw_forward(model.predictor.runner, model.predictor.input_hw, seconds)
+    del model
+    env = {"VISIONSERVE_HOME": str(home), "VISIONSERVE_WEIGHTS_API": "", "VISIONSERVE_LOG_LEVEL": "warning"}
+    server = ServerProcess(home / "server-rfdetr.log", env=env).start()
+    try:
+        concurrency, best, _ = best_http(server.url, request_body("rfdetr-nano/1", [test_photo(640, 480)]), seconds)
+    finally:
+        server.stop()
+    ratio = best.per_second / rate
+    targets = [Target("RF-DETR Nano, 640x480: HTTP / raw throughput", f"{best.per_second:.1f} / {rate:.1f} per s "
+                      f"(c={concurrency})", ratio, ">= 0.90", ratio >= 0.9)]
+    for model_id, options in (("rfdetr-nano/1", {"confidence": 0.0, "max_detections": 100}),
+                              ("rfdetr-seg-nano/1", {"confidence": 0.0, "max_detections": 100})):
+        model = _load(home, model_id, settings)
+        predictor = model.predictor
+        tensor, (transform,) = build_input_batch([DecodedImage.full(cv2.imdecode(
+            np.frombuffer(test_photo(640, 480), np.uint8), cv2.IMREAD_COLOR))], predictor.spec)
+        outputs = [output[0] for output in predictor.runner.run(tensor)]
+        params = predictor.parse_options(options)
+        transform = replace(transform, image_width=640, image_height=480)
+        forward = repeat(lambda: predictor.runner.run(tensor), seconds / 3).mean_ms
+        post = repeat(lambda: predictor.postprocess(outputs, transform, params), seconds / 3).mean_ms
+        share = post / forward
+        what = "sigmoid + top-k + 100 masks" if "seg" in model_id else "sigmoid + top-k, 100 boxes"
+        targets.append(Target(f"{model_id}: post-processing ({what})", f"{post:.2f} ms vs forward {forward:.2f} ms",
+                              share, "<= 0.15", share <= 0.15))
+    return targets
+
+
 def _rss_mib() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
 
@@ -308,6 +352,7 @@ def main() -> None:
             detail.add_row(*row)
         console.print(detail)
         targets.append(segmentation_target(home, args.seconds, settings))
+        targets += rfdetr_targets(home, args.seconds, settings)
         targets += memory_targets(home, args.requests)
         latency_setup = SETUPS[-1]
         http_p50 = next(float(row[6]) for row in rows if row[:3] == ["320", "640x480", latency_setup.name])
