@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from PIL import Image
 import onnxruntime as ort
 
 
@@ -51,10 +52,12 @@ def letterbox(bgr: np.ndarray, side: int) -> Letterboxed:
 
 
 def center_crop(bgr: np.ndarray, side: int) -> np.ndarray:
+    """Ultralytics' classifier transform: torchvision's Resize(side) on a PIL image (short side to `side`, long
+    side truncated, antialiased bilinear), then CenterCrop(side)."""
     height, width = bgr.shape[:2]
-    scale = side / min(height, width)
-    resized = cv2.resize(bgr, (max(side, round(width * scale)), max(side, round(height * scale))))
-    top, left = (resized.shape[0] - side) // 2, (resized.shape[1] - side) // 2
+    size = (side, int(side * height / width)) if width <= height else (int(side * width / height), side)
+    resized = np.asarray(Image.fromarray(bgr).resize(size, Image.Resampling.BILINEAR))
+    top, left = int(round((resized.shape[0] - side) / 2.0)), int(round((resized.shape[1] - side) / 2.0))
     return to_tensor(resized[top : top + side, left : left + side])
 
 

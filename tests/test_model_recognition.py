@@ -74,7 +74,7 @@ def test_explicit_mean_and_std(home: Path, tmp_path: Path) -> None:
     assert code == 1 and "unknown --normalize" in output
 
 
-@pytest.mark.parametrize("task_name", ["semseg", "depth"])
+@pytest.mark.parametrize("task_name", ["semantic", "depth"])
 def test_an_ultralytics_task_this_server_does_not_serve_is_named(home: Path, tmp_path: Path, task_name: str) -> None:
     other = with_metadata(MODELS / "shapes-detect.onnx", tmp_path / "other.onnx",
                           {"task": task_name, "names": "{0: 'a'}", "imgsz": "[160, 160]"})

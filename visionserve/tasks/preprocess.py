@@ -133,15 +133,15 @@ def stretch_into(image: DecodedImage, out: np.ndarray, spec: InputSpec) -> Image
 
 
 def crop_resize_size(width: int, height: int, target_h: int, target_w: int, crop_fraction: float) -> tuple[int, int]:
-    """The size to resize to before a centre crop. A square target follows torchvision's `Resize(int)`: the
-    short side becomes `side / crop_fraction`, the long side keeps the ratio (truncated)."""
-    if target_h == target_w:
-        short = math.floor(target_h / crop_fraction)
-        if width <= height:
-            return short, max(short, int(short * height / width))
-        return max(short, int(short * width / height)), short
-    ratio = max(target_h / height, target_w / width) / crop_fraction
-    return max(target_w, round(width * ratio)), max(target_h, round(height * ratio))
+    """The size to resize to before a centre crop, as torchvision's `Resize` computes it (Ultralytics' and
+    torchvision's classifier transforms): for a square target the short side becomes `side / crop_fraction` and
+    the long side keeps the ratio, truncated; a non-square target is resized to exactly its (enlarged) size."""
+    if target_h != target_w:
+        return math.floor(target_w / crop_fraction), math.floor(target_h / crop_fraction)
+    short = math.floor(target_h / crop_fraction)
+    if width <= height:
+        return short, int(short * height / width)
+    return int(short * width / height), short
 
 
 def center_crop_into(image: DecodedImage, out: np.ndarray, spec: InputSpec) -> ImageTransform:
