@@ -19,13 +19,13 @@ from visionserve.api.access import AccessControl
 from visionserve.api.context import RequestContext
 from visionserve.api.errors import install_error_handlers
 from visionserve.api.limits import BodySizeLimit
-from visionserve.api.routes import infer, legacy, models, service
+from visionserve.api.offline_docs import docs_paths, documented_app
+from visionserve.api.routes import infer, legacy, models, playground, service
 from visionserve.api.state import ServerState
 from visionserve.config import Settings
 
 logger = logging.getLogger(__name__)
 HEALTH_PATHS = frozenset({"/healthz", "/readiness", "/info"})
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 
 def _is_loopback(host: str) -> bool:
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             preloading.cancel()
             state.close()
 
-    app = FastAPI(
+    app = documented_app(
         title="visionserve",
         version=__version__,
         description="Self-hosted inference for computer-vision models, compatible with the Roboflow Inference API.",
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Innermost first: access control reads bodies within the size limit; every answer gets a request id.
     if state.access_keys:
-        open_paths = HEALTH_PATHS | (DOCS_PATHS if settings.docs_public else frozenset())
+        open_paths = HEALTH_PATHS | playground.public_paths() | (docs_paths() if settings.docs_public else frozenset())
         open_paths |= frozenset({"/metrics"}) if settings.metrics_public else frozenset()
         app.add_middleware(AccessControl, keys=state.access_keys, open_paths=open_paths)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -96,5 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(service.router)
     app.include_router(infer.router)
     app.include_router(models.router)
+    app.include_router(playground.router)
+    playground.mount_playground(app)
     app.include_router(legacy.router)  # last: its two-segment path would shadow any route added after it
     return app

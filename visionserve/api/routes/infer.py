@@ -39,6 +39,9 @@ ERROR_RESPONSES = {
 }
 
 
+TASK_PATHS: dict[Task, str] = {}  # the route serving each task, filled as the routes are made
+
+
 def json_response(body: bytes) -> Response:
     return Response(content=body, media_type="application/json")
 
@@ -64,6 +67,7 @@ def _add_route(
         summary=summary,
         name=f"infer_{task.name.lower()}",
     )
+    TASK_PATHS[task] = path
 
 
 def _one_or_many(model: type[BaseModel]) -> object:

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from visionserve.api.keys import json_route_key
-from visionserve.api.routes.infer import ERROR_RESPONSES
+from visionserve.api.routes.infer import ERROR_RESPONSES, TASK_PATHS
 from visionserve.api.state import ServerState, get_state
 from visionserve.errors import VisionServeError
 from visionserve.models.aliases import resolve_alias
+from visionserve.models.builtin import BuiltinModels
 from visionserve.models.ids import validate_model_id
 from visionserve.models.loader import LoadedModel
 
@@ -66,6 +67,21 @@ class ModelsDescriptions(BaseModel):
     non_torch_gpu_memory: int | None = None
 
 
+class CatalogEntry(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_id: str
+    task_type: str
+    infer_path: str = Field(description="The `/infer/*` route that serves this model's task.")
+    class_names: list[str]
+    source: str = Field(description="`store` or `built in`; `memory` for a model loaded but no longer stored.")
+    loaded: bool
+
+
+class ModelCatalog(BaseModel):
+    models: list[CatalogEntry]
+
+
 def describe(model: LoadedModel) -> ModelDescription:
     height, width = model.predictor.input_hw
     return ModelDescription(
@@ -82,6 +98,32 @@ def registry(state: ServerState) -> ModelsDescriptions:
 
 
 State = Annotated[ServerState, Depends(get_state)]
+_BUILTIN = BuiltinModels()  # reads each built-in model's metadata once
+
+
+def catalog(state: ServerState) -> ModelCatalog:
+    """Every model this server can run without downloading: the store, the built-in ones, and those in memory."""
+    loaded = {model.model_id: model.manifest for model in state.manager.loaded()}
+    sources = {manifest.model_id: (manifest, "store") for manifest in state.store.list()}
+    for model_id in _BUILTIN.ids():
+        package = _BUILTIN.find(model_id)
+        if package is not None and model_id not in sources:
+            sources[model_id] = (package.manifest, "built in")
+    for model_id, manifest in loaded.items():
+        sources.setdefault(model_id, (manifest, "memory"))
+    return ModelCatalog(
+        models=[
+            CatalogEntry(
+                model_id=model_id,
+                task_type=manifest.task.value,
+                infer_path=TASK_PATHS[manifest.task],
+                class_names=list(manifest.class_names),
+                source=source,
+                loaded=model_id in loaded,
+            )
+            for model_id, (manifest, source) in sorted(sources.items())
+        ]
+    )
 
 
 def _check_management_allowed(state: ServerState) -> None:
@@ -92,6 +134,11 @@ def _check_management_allowed(state: ServerState) -> None:
 @router.get("/model/registry", response_model=ModelsDescriptions, summary="Models loaded in memory")
 async def model_registry(state: State) -> ModelsDescriptions:
     return registry(state)
+
+
+@router.get("/model/catalog", response_model=ModelCatalog, summary="Models this server can run without downloading")
+async def model_catalog(state: State) -> ModelCatalog:
+    return await state.in_worker(catalog, state)
 
 
 @router.post(
