@@ -19,13 +19,14 @@ from visionserve.api.access import AccessControl
 from visionserve.api.context import RequestContext
 from visionserve.api.errors import install_error_handlers
 from visionserve.api.limits import BodySizeLimit
+from visionserve.api.oip.errors import ProtocolErrors
 from visionserve.api.offline_docs import docs_paths, documented_app
-from visionserve.api.routes import infer, legacy, models, playground, service
+from visionserve.api.routes import infer, legacy, models, oip, playground, service
 from visionserve.api.state import ServerState
 from visionserve.config import Settings
 
 logger = logging.getLogger(__name__)
-HEALTH_PATHS = frozenset({"/healthz", "/readiness", "/info"})
+HEALTH_PATHS = frozenset({"/healthz", "/readiness", "/info", "/v2", "/v2/health/live", "/v2/health/ready"})
 
 
 def _is_loopback(host: str) -> bool:
@@ -92,9 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID"],
         )
+    app.add_middleware(ProtocolErrors)  # /v2 errors as {"error"}, access control's and the body limit's too
     app.add_middleware(RequestContext, metrics=state.metrics, json_logs=settings.log_json)
     app.include_router(service.router)
     app.include_router(infer.router)
+    app.include_router(oip.router)  # before legacy: /v2/{endpoint} must not reach it
     app.include_router(models.router)
     app.include_router(playground.router)
     playground.mount_playground(app)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import secrets
 import string
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -107,8 +109,13 @@ class ServerState:
         return await asyncio.get_running_loop().run_in_executor(self.executor, context.run, function, *args)
 
     async def run_job(self, request: Request, function: Callable[[InferenceJob], T], job: InferenceJob) -> T:
-        """An inference job in a worker thread, with back-pressure (503 beyond `max_inflight` jobs), a deadline
-        (504), and cancellation when the client goes away, so abandoned work does not hold the cores."""
+        """An inference job in a worker thread, under `run_guarded`'s rules."""
+        return await self.run_guarded(request, functools.partial(function, job), job.cancelled)
+
+    async def run_guarded(self, request: Request, function: Callable[[], T], cancelled: threading.Event) -> T:
+        """Inference work in a worker thread, with back-pressure (503 beyond `max_inflight` jobs), a deadline
+        (504), and cancellation when the client goes away (`cancelled` is set), so abandoned work does not hold
+        the cores."""
         if self.in_flight >= self.settings.max_inflight:
             raise ServiceUnavailableError(
                 f"The server is at capacity ({self.in_flight} requests in flight) - retry request."
@@ -119,9 +126,9 @@ class ServerState:
 
         def work() -> T:
             self.metrics.queued.dec()
-            if job.cancelled.is_set():
+            if cancelled.is_set():
                 raise ClientClosedRequest()
-            return function(job)
+            return function()
 
         future = asyncio.ensure_future(self.in_worker(work))
         future.add_done_callback(self._job_done)
@@ -134,7 +141,7 @@ class ServerState:
             watcher.cancel()
         if future in done:
             return future.result()
-        job.cancelled.set()
+        cancelled.set()
         future.add_done_callback(lambda finished: finished.exception())  # its outcome no longer matters
         if watcher in done:
             raise ClientClosedRequest()
