@@ -12,6 +12,8 @@
 5. The reference server's published ratio on this kind of machine (40 req/s over a 16 ms forward = 0.64).
 6. RF-DETR Nano (when its fixtures are built): HTTP vs raw throughput (>= 0.90), and post-processing per image
    (sigmoid, top-k, masks for the segmenter) vs the forward pass.
+7. Open Inference Protocol: images in as binary tensor data vs `/infer/object_detection` with base64 JSON, same
+   model and photo, requests/s side by side (>= 1.00: no base64 to encode and decode).
 Plus where the time goes for one request at one client.
 """
 
@@ -21,6 +23,7 @@ import argparse
 import base64
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -307,6 +310,47 @@ def memory_targets(home: Path, requests: int) -> list[Target]:
     ]
 
 
+def oip_body(jpeg: bytes) -> tuple[bytes, dict[str, str]]:
+    """An Open Inference Protocol request as Triton's client sends it: one BYTES element in binary data, every
+    output answered in binary data."""
+    element = struct.pack("<I", len(jpeg)) + jpeg
+    header = orjson.dumps({"parameters": {"binary_data_output": True}, "inputs": [
+        {"name": "images", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(element)}}]})
+    return header + element, {"Content-Type": "application/octet-stream",
+                              "Inference-Header-Content-Length": str(len(header))}  # fmt: skip
+
+
+def oip_binary_targets(home: Path, seconds: float) -> list[Target]:
+    """Images in over the protocol's binary data vs base64 JSON on `/infer/object_detection`, nudenet/1 (320), one
+    server, best concurrency each. Measured in A-B-B-A order at each concurrency, so drift on a shared machine
+    weighs on both alike."""
+    env = {"VISIONSERVE_HOME": str(home), "VISIONSERVE_WEIGHTS_API": "", "VISIONSERVE_LOG_LEVEL": "warning"}
+    server = ServerProcess(home / "server-oip.log", env=env).start()
+    targets = []
+    try:
+        for width, height in ((640, 480), (1920, 1080)):
+            jpeg = test_photo(width, height)
+            loads = {"oip": ("/v2/models/nudenet/versions/1/infer", *oip_body(jpeg)),
+                     "json": ("/infer/object_detection", request_body("nudenet/1", [jpeg]), None)}  # fmt: skip
+            rates: dict[str, list[float]] = {"oip": [], "json": []}
+            for concurrency in (1, 2, 4):
+                done = {name: [0, 0.0] for name in loads}  # requests, seconds
+                for name in ("oip", "json", "json", "oip"):
+                    path, body, headers = loads[name]
+                    timing = http_load(server.url, path, body, concurrency, seconds=seconds / 2, headers=headers)
+                    done[name][0] += len(timing.latencies)
+                    done[name][1] += timing.wall_s
+                for name, (count, wall) in done.items():
+                    rates[name].append(count / wall)
+            oip, base64_json = max(rates["oip"]), max(rates["json"])
+            targets.append(Target(f"OIP binary vs /infer base64 JSON, {width}x{height}",
+                                  f"{oip:.1f} vs {base64_json:.1f} req/s", oip / base64_json, ">= 1.00",
+                                  oip >= base64_json))  # fmt: skip
+    finally:
+        server.stop()
+    return targets
+
+
 def prepare_store(home: Path) -> None:
     """nudenet at 640 (the same YOLOv8n at its other size), the fixture models, the segmenter at 640."""
     store = ModelStore(home / "models")
@@ -353,6 +397,7 @@ def main() -> None:
         console.print(detail)
         targets.append(segmentation_target(home, args.seconds, settings))
         targets += rfdetr_targets(home, args.seconds, settings)
+        targets += oip_binary_targets(home, args.seconds)
         targets += memory_targets(home, args.requests)
         latency_setup = SETUPS[-1]
         http_p50 = next(float(row[6]) for row in rows if row[:3] == ["320", "640x480", latency_setup.name])

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
@@ -55,13 +55,21 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     return resolve(schema)
 
 
+GREY_PNG = (  # 16×16, for the documented example
+    "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAANUlEQVQoFZXBAQEAAAABIP4fa5YNqsijyKPIo8ijyKPIo8ijyKPIo8ijyKPIo8ijyKPIo8hj2FwlkWWS9jAAAAAASUVORK5CYII="
+)
+INFER_EXAMPLE = {
+    "parameters": {"confidence": 0.4},
+    "inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [GREY_PNG]}],
+    "outputs": [{"name": "boxes"}, {"name": "scores"}, {"name": "class_ids"}],
+}
 INFER_BODY = {
     "requestBody": {
         "required": True,
         "description": "The JSON request, followed by the inputs' binary data when `Inference-Header-Content-Length` "
         "gives the JSON's length.",
         "content": {
-            "application/json": {"schema": inline_schema(InferRequest)},
+            "application/json": {"schema": inline_schema(InferRequest), "example": INFER_EXAMPLE},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
     }
@@ -106,11 +114,15 @@ async def oip_unknown(endpoint: str) -> Response:
     raise UnknownEndpointError(f"{PREFIX}/{endpoint} is not an endpoint of this server's Open Inference Protocol.")
 
 
-def unversioned(name: str) -> ModelName:
+Name = Annotated[str, Path(description="`project` of a `project/version` id, or a one-segment id.", examples=["nudenet"])]
+Version = Annotated[str, Path(description="`version` of a `project/version` id.", examples=["1"])]
+
+
+def unversioned(name: Name) -> ModelName:
     return ModelName(name)
 
 
-def versioned(name: str, version: str) -> ModelName:
+def versioned(name: Name, version: Version) -> ModelName:
     return ModelName(name, version)
 
 
