@@ -19,8 +19,10 @@ from visionserve.errors import ClientClosedRequest, InvalidRequestError
 from visionserve.images.annotate import annotate
 from visionserve.images.loader import ImageLoader
 from visionserve.images.sources import ImageSpec
+from visionserve.models.loader import LoadedModel
 from visionserve.models.manager import ModelManager
 from visionserve.models.manifest import Task
+from visionserve.models.weights_api import WeightsApiTimeout, WeightsApiUnavailable
 from visionserve.observe import note_model, timed
 from visionserve.runtime.parallel import cpu_map
 
@@ -60,7 +62,7 @@ class InferenceService:
                 f"Too many images in one request: {len(job.images)}, the limit is {self.max_batch_images} "
                 "(VISIONSERVE_MAX_BATCH_IMAGES)."
             )
-        model = self.manager.get(job.model_id, job.api_key)
+        model = self._model(job)
         if job.expected_task is not None and model.task is not job.expected_task:
             raise InvalidRequestError(
                 f"Model {job.model_id} is a {model.task.value} model, but this route serves "
@@ -94,6 +96,15 @@ class InferenceService:
                 )
             results.append(ImageResult(response, visualization))
         return results
+
+    def _model(self, job: InferenceJob) -> LoadedModel:
+        try:
+            return self.manager.get(job.model_id, job.api_key)
+        except (WeightsApiUnavailable, WeightsApiTimeout) as error:  # say which lookup failed, not just how
+            raise type(error)(
+                f"Model {job.model_id} is neither in this server's store nor built in, and looking it up failed: "
+                f"{error.message}"
+            ) from None
 
     def run_json(self, job: InferenceJob) -> bytes:
         responses = [with_visualization(result) for result in self.run(job)]

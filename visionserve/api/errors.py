@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,6 +26,19 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"message": str(error.detail)}, status_code=error.status_code, headers=error.headers)
 
 
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's own 422 `{"detail": [...]}`, also for a body that is not UTF-8 (FastAPI's handler fails on it
+    with a 500 when it echoes the body back)."""
+    assert isinstance(error, RequestValidationError)
+    details = [
+        {**problem, "input": problem["input"].decode("utf-8", "replace")}
+        if isinstance(problem.get("input"), bytes)
+        else problem
+        for problem in error.errors()
+    ]
+    return JSONResponse({"detail": jsonable_encoder(details)}, status_code=422)
+
+
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     logger.exception("unexpected error while serving %s %s", request.method, request.url.path)
     return JSONResponse({"message": "Internal error."}, status_code=500)
@@ -32,4 +47,5 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(VisionServeError, _known_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

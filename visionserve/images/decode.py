@@ -47,6 +47,7 @@ class Header:
     width: int
     height: int
     turned: bool  # its EXIF orientation turns it by 90°
+    format: str | None  # Pillow's name for it: JPEG, PNG, ...
 
 
 def read_header(data: bytes) -> Header | None:
@@ -56,7 +57,7 @@ def read_header(data: bytes) -> Header | None:
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
                 orientation = image.getexif().get(0x0112) if image.format == "JPEG" else None
-                return Header(image.size[0], image.size[1], orientation in _TURNING_ORIENTATIONS)
+                return Header(image.size[0], image.size[1], orientation in _TURNING_ORIENTATIONS, image.format)
     except Exception:  # Pillow raises many types for unknown or broken headers; cv2 gets the final word
         return None
 
@@ -78,6 +79,16 @@ def _draft(header: Header | None, needed: NeededScale | None, is_jpeg: bool) -> 
     return next(((factor, flag) for factor, flag in _DRAFTS if fraction * factor <= 1), (1, cv2.IMREAD_COLOR))
 
 
+def _undecodable(data: bytes, header: Header | None) -> str:
+    """Why bytes did not decode: a known format whose data stops short or is damaged, or no image at all."""
+    known = header.format if header is not None else None
+    if known is None and data.startswith(b"\xff\xd8\xff"):  # cut before Pillow could read the JPEG's size
+        known = "JPEG"
+    if known is not None:
+        return f"the data is a truncated or corrupt {known} file: it starts as one, but its pixels cannot be read."
+    return "Data is not an image: the bytes are in no image format this server decodes."
+
+
 def decode_image(
     data: bytes, max_pixels: int, auto_orient: bool = True, needed: NeededScale | None = None
 ) -> DecodedImage:
@@ -95,7 +106,7 @@ def decode_image(
     except cv2.error:
         pixels = None
     if pixels is None:
-        raise InputImageError("Data is not an image: the bytes are in no image format this server decodes.")
+        raise InputImageError(_undecodable(data, header))
     if factor == 1 or header is None:
         check_pixel_count(pixels.shape[1], pixels.shape[0], max_pixels)
         return DecodedImage.full(pixels)

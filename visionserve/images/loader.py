@@ -5,14 +5,15 @@ from __future__ import annotations
 from visionserve.errors import InputImageError
 from visionserve.images.decode import DecodedImage, NeededScale, decode_image
 from visionserve.images.fetch import UrlFetcher
-from visionserve.images.numpy_input import array_from_bytes
+from visionserve.images.numpy_input import array_from_bytes, looks_like_array
 from visionserve.images.sources import ENCODED, ImageSpec, decode_base64
 
-NUMPY_DISABLED = (
-    "NumPy image type is not supported in this configuration: it is off by default because unpickling untrusted "
-    "data can run code. Set VISIONSERVE_ALLOW_NUMPY_INPUT=1 to accept plain arrays (pickled, read by a "
-    "restricted unpickler, or .npy bytes)."
+NUMPY_OFF = (
+    "it is off by default because unpickling untrusted data can run code. Set VISIONSERVE_ALLOW_NUMPY_INPUT=1 to "
+    "accept plain arrays (pickled, read by a restricted unpickler, or .npy bytes)."
 )
+NUMPY_DISABLED = f"NumPy image type is not supported in this configuration: {NUMPY_OFF}"
+NUMPY_SNIFFED = f"The data looks like a pickled numpy array (or .npy bytes), but numpy input is off: {NUMPY_OFF}"
 
 
 class ImageLoader:
@@ -24,11 +25,17 @@ class ImageLoader:
     def load(self, spec: ImageSpec, auto_orient: bool = True, needed: NeededScale | None = None) -> DecodedImage:
         """The image as BGR uint8 pixels, whatever the declaration; `needed` allows draft decoding."""
         if spec.type == "numpy":
-            if not self.allow_numpy:
-                raise InputImageError(NUMPY_DISABLED)
             payload = spec.value if isinstance(spec.value, bytes) else decode_base64(spec.value)
-            return array_from_bytes(payload, self.max_pixels)
-        return decode_image(self._encoded(spec), self.max_pixels, auto_orient, needed)
+            return self._array(payload, NUMPY_DISABLED)
+        data = self._encoded(spec)
+        if looks_like_array(data):  # sent as image bytes, as the reference's v1 numpy example does
+            return self._array(data, NUMPY_SNIFFED)
+        return decode_image(data, self.max_pixels, auto_orient, needed)
+
+    def _array(self, payload: bytes, refusal: str) -> DecodedImage:
+        if not self.allow_numpy:
+            raise InputImageError(refusal)
+        return array_from_bytes(payload, self.max_pixels)
 
     def _encoded(self, spec: ImageSpec) -> bytes:
         if spec.type == "base64":

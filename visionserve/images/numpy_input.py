@@ -15,6 +15,8 @@ from visionserve.errors import InputImageError
 from visionserve.images.decode import DecodedImage, check_pixel_count
 
 NPY_MAGIC = b"\x93NUMPY"
+# How `pickle.dumps(ndarray)` starts: protocols 2-5 open with PROTO n; 0 and 1 name numpy's reconstructor first.
+_PICKLE_STARTS = tuple(bytes([0x80, protocol]) for protocol in range(2, 6)) + (b"cnumpy",)
 
 # What `pickle.dumps(ndarray)` refers to, across numpy 1.x (numpy.core) and 2.x (numpy._core).
 _ARRAY_GLOBALS = frozenset(
@@ -35,6 +37,11 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         if (module, name) not in _ARRAY_GLOBALS:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
         return super().find_class(module, name)
+
+
+def looks_like_array(data: bytes) -> bool:
+    """The bytes start as a pickle or an .npy file do (no image format starts so)."""
+    return data.startswith((NPY_MAGIC, *_PICKLE_STARTS))
 
 
 def _deserialize(data: bytes) -> object:

@@ -1,5 +1,7 @@
 """The hosted API's route, `POST|GET /{project}/{version}`: options in the query, the image in the body
-(base64 text under any Content-Type, a multipart `file` part, or raw image bytes) or as `?image=<url>`.
+(base64 text under any Content-Type, a multipart `file` part, or raw image bytes) or as `?image=<url>`; a JSON
+object body is a v2-style request (`image` as an object or a list, options by their v2 names), as the hosted API's
+documentation shows.
 
 The reference's quirks that clients depend on are kept: `confidence` and `overlap` of 1 or more are percentages,
 and a numeric confidence is never below 0.01.
@@ -8,19 +10,22 @@ and a numeric confidence is never below 0.01.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from visionserve.api.keys import legacy_route_key
 from visionserve.api.routes.infer import ERROR_RESPONSES, json_response
+from visionserve.api.schemas import Confidence, ImageInput
 from visionserve.api.state import ServerState, get_state
 from visionserve.core import InferenceJob, with_visualization
-from visionserve.errors import InputImageError, InvalidRequestError
+from visionserve.errors import InputImageError, InvalidRequestError, VisionServeError
+from visionserve.images.numpy_input import looks_like_array
 from visionserve.images.sources import ENCODED, ImageSpec, looks_like_image_file
 from visionserve.models.ids import validate_model_id
 
@@ -79,6 +84,47 @@ class LegacyQuery(BaseModel):
         }
 
 
+class LegacyJsonBody(BaseModel):
+    """A JSON object sent to the legacy route: the image(s) and options named as in the `/infer/*` requests."""
+
+    model_config = ConfigDict(extra="allow")
+
+    image: ImageInput | list[ImageInput]
+    api_key: str | None = None
+    confidence: Confidence | None = None
+    iou_threshold: float | None = None
+    max_detections: int | None = Field(None, ge=0)
+
+    def images(self) -> list[ImageSpec]:
+        return [image.spec() for image in (self.image if isinstance(self.image, list) else [self.image])]
+
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"image", "api_key", "model_id", "id"}, exclude_none=True)
+
+
+@dataclass(frozen=True)
+class LegacyInput:
+    """What a legacy request asks for, whichever way it was sent."""
+
+    images: list[ImageSpec]
+    as_list: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # from a JSON body; they win over the query's
+    api_key: str | None = None  # from a JSON body
+
+
+def json_body(body: bytes) -> LegacyInput:
+    try:
+        parsed = LegacyJsonBody.model_validate_json(body)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, problem['loc'])) or 'body'}: {problem['msg']}" for problem in error.errors()
+        )
+        raise InvalidRequestError(
+            f"The body is JSON, so it is read as a request with `image` and options: {problems}."
+        ) from None
+    return LegacyInput(parsed.images(), isinstance(parsed.image, list), parsed.options(), parsed.api_key)
+
+
 def body_image(body: bytes, image_type: str) -> ImageSpec:
     """A raw body: image file bytes (sniffed), else text in the declared `image_type`."""
     if image_type not in BODY_TYPES:
@@ -89,14 +135,14 @@ def body_image(body: bytes, image_type: str) -> ImageSpec:
         return ImageSpec("numpy", body)
     if image_type == "url":
         return ImageSpec("url", body.decode("utf-8", errors="replace").strip())
-    if looks_like_image_file(body) or not body.isascii():
+    if looks_like_image_file(body) or looks_like_array(body) or not body.isascii():
         return ImageSpec(ENCODED, body)  # raw bytes: the reference refuses them, we decode them
     return ImageSpec("base64", body)
 
 
-async def request_image(request: Request, query: LegacyQuery) -> ImageSpec:
+async def request_input(request: Request, query: LegacyQuery) -> LegacyInput:
     if query.image is not None:
-        return ImageSpec("url", query.image)
+        return LegacyInput([ImageSpec("url", query.image)])
     content_type = request.headers.get("content-type")
     if content_type and "multipart/form-data" in content_type.lower():
         form = await request.form()
@@ -105,21 +151,35 @@ async def request_image(request: Request, query: LegacyQuery) -> ImageSpec:
             raise InputImageError("Expected image to be send in part named 'file' of multipart/form-data request")
         if not isinstance(upload, UploadFile):
             raise InvalidRequestError("Invalid Content-Type header provided with request: part 'file' is not a file.")
-        return ImageSpec(ENCODED, await upload.read())
+        return LegacyInput([ImageSpec(ENCODED, await upload.read())])
     body = await request.body()
     if not body:
         if content_type is None:
             raise InvalidRequestError("Content-Type header not provided with request.")
         raise InputImageError("Empty image payload.")
-    return body_image(body, query.image_type.lower())
+    if body.lstrip().startswith(b"{"):  # no base64 text, image file or pickle starts with a brace
+        return json_body(body)
+    return LegacyInput([body_image(body, query.image_type.lower())])
 
 
 BODY_DOCS = {
     "requestBody": {
-        "description": "The image: base64 text (any Content-Type), raw image bytes, or a multipart part `file`.",
+        "description": "The image: base64 text (any Content-Type), raw image bytes, a multipart part `file`, or a "
+        "JSON object with `image` ({type, value} or a list of them) and options named as in `/infer/*` requests.",
         "content": {
             "application/x-www-form-urlencoded": {"schema": {"type": "string"}},
-            "application/json": {"schema": {"type": "string", "description": "base64 text, not JSON"}},
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"type": "string", "description": "base64 text of the image"},
+                        {
+                            "type": "object",
+                            "required": ["image"],
+                            "description": "`image` and options, as in `/infer/*` requests",
+                        },
+                    ]
+                }
+            },
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             "multipart/form-data": {
                 "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
@@ -136,20 +196,57 @@ async def legacy_infer(
     query: Annotated[LegacyQuery, Query()],
     state: Annotated[ServerState, Depends(get_state)],
 ) -> Response:
+    if project in reserved_segments(request.app):
+        raise UnknownRouteError(request.app, request.method, project, version)
     model_id = validate_model_id(f"{project}/{version}")
-    spec = await request_image(request, query)
+    sent = await request_input(request, query)
     job = InferenceJob(
         model_id=model_id,
-        images=[spec],
+        images=sent.images,
         request_id=str(uuid.uuid4()),
-        options=query.options(),
+        as_list=sent.as_list,
+        options={**query.options(), **sent.options},
         auto_orient=not query.disable_preproc_auto_orient,
-        api_key=state.request_key(legacy_route_key(request, query.api_key)),
+        api_key=state.request_key(legacy_route_key(request, query.api_key) or sent.api_key),
     )
-    (result,) = await state.run_job(request, state.service.run, job)
-    if query.format == "image" and result.visualization is not None:
-        return Response(result.visualization, media_type="image/jpeg")
-    return json_response(orjson.dumps(with_visualization(result)))
+    results = await state.run_job(request, state.service.run, job)
+    if query.format == "image" and not job.as_list and results[0].visualization is not None:
+        return Response(results[0].visualization, media_type="image/jpeg")
+    answers = [with_visualization(result) for result in results]
+    return json_response(orjson.dumps(answers if job.as_list else answers[0]))
+
+
+def route_table(app: FastAPI) -> dict[str, set[str]]:
+    """Path → methods of every route: the documented ones (from the OpenAPI schema, which sees into included
+    routers) and those added straight to the app (documentation pages, static mounts)."""
+    table = {path: {method.upper() for method in item} for path, item in app.openapi()["paths"].items()}
+    for route in app.routes:
+        path = getattr(route, "path", None)
+        if path is not None:
+            table.setdefault(path, set()).update(set(getattr(route, "methods", None) or {"GET"}) - {"HEAD"})
+    table.pop(LEGACY_PATH, None)
+    return table
+
+
+def reserved_segments(app: FastAPI) -> frozenset[str]:
+    """First path segments of the server's other routes: never a model's project, so `/infer/typo` is a 404
+    that names the real routes rather than a lookup of model `infer/typo`."""
+    return frozenset(path.strip("/").split("/")[0] for path in route_table(app) if path != "/")
+
+
+class UnknownRouteError(VisionServeError):
+    status_code = 404
+
+    def __init__(self, app: FastAPI, method: str, project: str, version: str) -> None:
+        routes = sorted(
+            f"{'|'.join(sorted(methods))} {path}"
+            for path, methods in route_table(app).items()
+            if path.strip("/").split("/")[0] == project
+        )
+        super().__init__(
+            f"No route {method} /{project}/{version}: /{project}/... is not a model id but the server's own. "
+            f"Routes there: {', '.join(routes)}."
+        )
 
 
 # One route for both methods, so a 405 lists both in `Allow`; the OpenAPI schema gives each method its own
