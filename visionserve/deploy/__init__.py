@@ -1,0 +1,1 @@
+"""Running visionserve on distributed engines (Ray Serve); each needs its optional extra."""

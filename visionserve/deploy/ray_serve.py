@@ -1,0 +1,259 @@
+"""visionserve as a Ray Serve application (`pip install visionserve[ray]`): the same FastAPI app, the same
+inference path, spread over a cluster.
+
+    HTTP ─▶ Ray proxy (every node) ─▶ Ingress replicas: the whole app (`create_app`), every route
+                                         │ inference jobs, by model id (`multiplexed_model_id`)
+                                         ▼
+                                      ModelWorker replicas: InferenceService.run, K models each
+
+Clients name the model in the path or the JSON body, so the ingress routes by itself: the app's inference path
+(`InferenceService.run`) is replaced in the ingress by one that sends the job to the model workers with the model
+id as Ray's multiplexed model id. Ray then prefers a replica that already holds the model, and each worker keeps at
+most `models_per_replica` models: Ray's record and the worker's ModelManager evict in the same LRU order.
+Everything else (model management, /v2 raw tensors, /metrics) runs in the ingress on its own models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.config import BackpressureConfig
+from ray.serve.deployment import Application
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+    RequestCancelledError,
+)
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from visionserve.api.app import create_app
+from visionserve.api.state import ServerState
+from visionserve.config import Settings
+from visionserve.core import ImageResult, InferenceJob, InferenceService
+from visionserve.errors import ClientClosedRequest, ServiceUnavailableError, VisionServeError
+from visionserve.models.ids import validate_model_id
+from visionserve.models.loader import LoadedModel
+
+BUILDER_IMPORT_PATH = "visionserve.deploy.ray_serve:build_app"
+LOAD_LOG_MARKER = "visionserve-model-load"  # one line per model load in a worker replica's Serve log
+SHARED_ENV_PREFIXES = ("VISIONSERVE_", "ROBOFLOW_API_KEY")
+POLL_S = 0.25  # how often a waiting ingress thread checks whether its caller left
+UNAVAILABLE = (
+    BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, RequestCancelledError, RayActorError
+)  # fmt: skip
+logger = logging.getLogger("ray.serve")  # Serve writes this logger to each replica's own log file
+_caller_key: ContextVar[str | None] = ContextVar("visionserve_caller_key", default=None)
+
+
+class RayLayout(BaseSettings):
+    """How the application spreads over the cluster: `VISIONSERVE_RAY_*`, the CLI's flags, or a Serve config
+    file's `args` (the KubeRay manifest's), all read by this one class."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONSERVE_RAY_", extra="forbid")
+
+    app_name: str = Field("visionserve", description="Ray Serve application name.")
+    route_prefix: str = "/"
+    ingress_replicas: int = Field(1, ge=1, description="Replicas serving HTTP (parse, route, answer).")
+    ingress_cpus: float = Field(0.25, ge=0, description="CPUs reserved per ingress replica.")
+    ingress_max_ongoing_requests: int = Field(64, ge=1, description="Requests one ingress replica holds at once.")
+    worker_replicas: int = Field(2, ge=1, description="Model-worker replicas (inference).")
+    worker_cpus: float = Field(1.0, ge=0, description="CPUs reserved per model-worker replica.")
+    worker_gpus: float = Field(0.0, ge=0, description="GPUs reserved per model-worker replica.")
+    worker_max_ongoing_requests: int = Field(4, ge=1, description="Jobs one worker replica runs or queues at once.")
+    models_per_replica: int = Field(4, ge=1, description="Models a worker replica keeps in memory.")
+    max_queued_requests: int = Field(
+        64, ge=-1, description="Requests each caller (proxy, ingress) queues per deployment; more get 503."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerError:
+    """A VisionServeError as it crosses to the ingress: status, message and headers travel, not the class (its
+    constructor takes other arguments than the message, so it does not unpickle)."""
+
+    status_code: int
+    message: str
+    headers: dict[str, str] | None
+
+    def raise_again(self) -> None:
+        error = VisionServeError(self.message)
+        error.status_code, error.headers = self.status_code, self.headers
+        raise error
+
+
+def portable(job: InferenceJob) -> dict[str, Any]:
+    """The job's fields for another process; the cancellation event stays here (the request is cancelled)."""
+    return {field.name: getattr(job, field.name) for field in dataclasses.fields(job) if field.name != "cancelled"}
+
+
+class ClusterInference(InferenceService):
+    """The ingress's inference path: `run` happens on a model worker chosen by model id; the rest of the service
+    (its manager, image limits) stays the ingress's own."""
+
+    def __init__(self, local: InferenceService, workers: DeploymentHandle) -> None:
+        super().__init__(local.manager, local.images, local.max_batch_images)
+        self._workers = workers
+
+    def run(self, job: InferenceJob) -> list[ImageResult]:
+        validate_model_id(job.model_id)  # a 400 here, before it becomes Ray's routing key
+        response = self._workers.options(multiplexed_model_id=job.model_id).infer.remote(portable(job))
+        outcome = _wait(response, job)
+        if isinstance(outcome, WorkerError):
+            outcome.raise_again()
+        return outcome
+
+
+def _wait(response: DeploymentResponse, job: InferenceJob) -> Any:
+    """The worker's answer; a caller who left (or a deadline) cancels the remote job, and a worker that is gone or
+    full is a 503 the client retries."""
+    try:
+        while True:
+            try:
+                return response.result(timeout_s=POLL_S)
+            except TimeoutError:
+                if job.cancelled.is_set():
+                    response.cancel()
+                    raise ClientClosedRequest() from None
+    except UNAVAILABLE as error:
+        raise ServiceUnavailableError(
+            f"No model worker could take the request ({type(error).__name__}) - retry request."
+        ) from None
+
+
+class ModelWorkerReplica:
+    """Runs inference jobs with its own store, cache and ModelManager (`VISIONSERVE_*` settings as everywhere)."""
+
+    def __init__(self, models_per_replica: int) -> None:
+        self._state = ServerState.build(Settings(max_active_models=models_per_replica, preload_models=[]))
+
+        async def hold(model_id: str) -> LoadedModel:  # a function: Ray keeps its model cache on it
+            return await self._load(model_id)
+
+        # Decorated here, not on the class: the model count is configuration, not a constant.
+        self._hold = serve.multiplexed(max_num_models_per_replica=models_per_replica)(hold)
+
+    async def infer(self, job_fields: dict[str, Any]) -> list[ImageResult] | WorkerError:
+        job = InferenceJob(**job_fields)
+        _caller_key.set(job.api_key)
+        try:
+            await self._hold(job.model_id)
+            return await self._state.in_worker(self._state.service.run, job)
+        except VisionServeError as error:
+            return WorkerError(error.status_code, error.message, error.headers)
+        except asyncio.CancelledError:
+            job.cancelled.set()  # the thread checks it between stages
+            raise
+
+    async def _load(self, model_id: str) -> LoadedModel:
+        """Ray's multiplex hook: the load that makes Ray route this model's requests here."""
+        loads_before = self._onnx_loads()
+        model = await self._state.in_worker(self._state.manager.get, model_id, _caller_key.get())
+        if self._onnx_loads() > loads_before:
+            logger.info("%s model=%s pid=%d loads=%d", LOAD_LOG_MARKER, model_id, os.getpid(), self._onnx_loads())
+        return model
+
+    def _onnx_loads(self) -> int:
+        return int(
+            sum(
+                sample.value
+                for metric in self._state.metrics.model_loads.collect()
+                for sample in metric.samples
+                if sample.name.endswith("_total") and sample.labels.get("outcome") == "loaded"
+            )
+        )
+
+    def __del__(self) -> None:
+        self._state.close()
+
+
+class IngressReplica:
+    """Every route of the app, built in the replica (the app holds threads and locks, so it is not shipped)."""
+
+    def __init__(self, workers: DeploymentHandle, threads: int) -> None:
+        self._workers = workers
+        self._threads = threads
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        # Threads only wait on workers here; models named for preloading belong to no single worker.
+        app = create_app(Settings(inference_threads=self._threads, preload_models=[]))
+        state: ServerState = app.state.visionserve
+        state.service = ClusterInference(state.service, self._workers)
+        app.add_middleware(WithoutRequestIdHeader)
+        return app
+
+
+class WithoutRequestIdHeader:
+    """Ray's proxy adds X-Request-ID to every answer (the id the app echoes): one copy, not two."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_without_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                del MutableHeaders(scope=message)["x-request-id"]
+            await send(message)
+
+        await self._app(scope, receive, send_without_id)
+
+
+# Deployments wrap the classes under their own names, so the classes stay importable (pickled by reference).
+ModelWorker = serve.deployment(name="ModelWorker")(ModelWorkerReplica)
+Ingress = serve.deployment(name="Ingress")(serve.ingress()(IngressReplica))
+
+
+def shared_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The `VISIONSERVE_*` settings (and the Roboflow key) every replica must see, on whichever node."""
+    return {name: value for name, value in env.items() if name.startswith(SHARED_ENV_PREFIXES)}
+
+
+def build_application(layout: RayLayout, env: Mapping[str, str] = os.environ) -> Application:
+    """The Serve application: ingress and model workers, with this process's `VISIONSERVE_*` settings."""
+    runtime_env = {"env_vars": shared_settings(env)}
+    workers = ModelWorker.options(
+        num_replicas=layout.worker_replicas,
+        ray_actor_options={"num_cpus": layout.worker_cpus, "num_gpus": layout.worker_gpus, "runtime_env": runtime_env},
+        max_ongoing_requests=layout.worker_max_ongoing_requests,
+        max_queued_requests=layout.max_queued_requests,
+    ).bind(layout.models_per_replica)
+    return Ingress.options(
+        num_replicas=layout.ingress_replicas,
+        ray_actor_options={"num_cpus": layout.ingress_cpus, "runtime_env": runtime_env},
+        max_ongoing_requests=layout.ingress_max_ongoing_requests,
+        max_queued_requests=layout.max_queued_requests,
+        backpressure_config=BackpressureConfig(retry_after_s=1),
+    ).bind(workers, layout.ingress_max_ongoing_requests)
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Ray Serve's application builder (`import_path` of a Serve config file, `serve run ... key=value`)."""
+    return build_application(RayLayout.model_validate(args))
+
+
+def serve_config(layout: RayLayout, host: str, port: int) -> dict[str, Any]:
+    """A Serve config file (`serve deploy`, KubeRay's `serveConfigV2`) for this layout."""
+    return {
+        "http_options": {"host": host, "port": port},
+        "applications": [
+            {
+                "name": layout.app_name,
+                "route_prefix": layout.route_prefix,
+                "import_path": BUILDER_IMPORT_PATH,
+                "args": layout.model_dump(exclude={"app_name", "route_prefix"}),
+            }
+        ],
+    }
