@@ -7,7 +7,10 @@ import base64
 import importlib.resources
 import re
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -353,3 +356,15 @@ def test_every_task_answers_its_tensors(fixture_server: Server, case: str) -> No
                                                          for p in rows], np.float32))  # fmt: skip
         corners = np.array([[[q["x"], q["y"]] for q in p["points"]] for p in rows], np.float32)
         np.testing.assert_array_equal(result.as_numpy("boxes"), np.concatenate([corners.min(1), corners.max(1)], 1))
+
+
+def test_readme_example_runs(server: Server) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = re.search(r"### Open Inference Protocol.*?```python\n(.*?)```", readme, re.S)
+    assert block, "the README lost its Open Inference Protocol example"
+    code = block.group(1).replace("127.0.0.1:9001", server.url.removeprefix("http://"))
+    completed = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent, capture_output=True,
+                               text=True, timeout=120)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    documented = re.search(r"print\(.*\)\s*# (.*)", block.group(1))
+    assert documented and completed.stdout.split() == documented.group(1).split()
