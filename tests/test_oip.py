@@ -4,6 +4,7 @@ health, metadata, images in (JSON and binary data), raw tensors, and errors as t
 from __future__ import annotations
 
 import base64
+import gzip
 import importlib.resources
 import re
 import struct
@@ -297,8 +298,36 @@ def test_keys_and_limits_apply_with_protocol_errors(start_server) -> None:
     with pytest.raises(InferenceServerException) as error:
         oip.infer("nudenet", [images_input([JPEG, bytes(250_000)], True)], model_version="1", headers=key)
     assert error.value.status() == "413" and "VISIONSERVE_MAX_BODY_BYTES" in error.value.message()
+    with pytest.raises(InferenceServerException) as error:  # small once compressed, too large once inflated
+        oip.infer("nudenet", [images_input([JPEG, bytes(250_000)], True)], model_version="1", headers=key,
+                  request_compression_algorithm="gzip")  # fmt: skip
+    assert error.value.status() == "413" and "once inflated" in error.value.message()
     oip.close()
 
+
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests(oip: triton.InferenceServerClient, algorithm: str) -> None:
+    plain = oip.infer("nudenet", [images_input([JPEG], True)], model_version="1")
+    packed = oip.infer("nudenet", [images_input([JPEG], True)], model_version="1",
+                       request_compression_algorithm=algorithm, response_compression_algorithm=algorithm)  # fmt: skip
+    np.testing.assert_array_equal(packed.as_numpy("boxes"), plain.as_numpy("boxes"))
+
+
+def test_unknown_or_broken_encodings_get_4xx(client: httpx.Client) -> None:
+    for encoding, body, status in (("br", b"{}", 415), ("gzip", b"not gzip", 400), ("gzip", gzip.compress(b"{}")[:-9], 400)):
+        response = client.post("/v2/models/nudenet/infer", content=body, headers={"Content-Encoding": encoding})
+        assert response.status_code == status and set(response.json()) == {"error"}, response.text
+
+def test_the_request_deadline_applies(start_server) -> None:
+    server = start_server({"VISIONSERVE_REQUEST_TIMEOUT_S": "0.5", "VISIONSERVE_PRELOAD_MODELS": "nudenet/1"})
+    oip = client_for(server)
+    with pytest.raises(InferenceServerException) as error:
+        oip.infer("nudenet", [images_input([encode(photo("retina"))] * 40, True)], model_version="1")
+    assert error.value.status() == "504" and "longer than 0.5 s" in error.value.message()
+    assert oip.infer("nudenet", [images_input([JPEG], True)], model_version="1").as_numpy("boxes").shape[1] == 4
+    oip.close()
 
 FIXTURE_CASES = {  # case → (model id, route, test image, options)
     "segment-polygon": ("shapes-segment/1", "/infer/instance_segmentation", "segment_0.jpg", {}),

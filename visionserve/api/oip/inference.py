@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from visionserve.api.oip import images, raw
+from visionserve.api.oip.compression import inflated
 from visionserve.api.oip.metadata import model_inputs
 from visionserve.api.oip.names import ModelName
 from visionserve.api.oip.schemas import InferRequest
@@ -27,13 +28,14 @@ class ProtocolCall:
     model: ModelName
     body: bytes
     header_length: str | None  # Inference-Header-Content-Length
+    content_encoding: str | None
     api_key: str | None  # only ever forwarded to the weights API
     cancelled: threading.Event
 
 
-def infer(service: InferenceService, call: ProtocolCall) -> tuple[bytes, int | None]:
+def infer(service: InferenceService, call: ProtocolCall, max_body_bytes: int) -> tuple[bytes, int | None]:
     """The response body, and the length of its JSON header when binary data follows."""
-    request, binary = parse_request(call.body, call.header_length)
+    request, binary = parse_request(inflated(call.body, call.content_encoding, max_body_bytes), call.header_length)
     inputs = read_inputs(request, binary)
     model = service.manager.get(call.model.model_id, call.api_key)
     request_id = request.id or str(uuid.uuid4())

@@ -76,6 +76,8 @@ INFER_BODY = {
 }
 INFER_RESPONSES = {
     **ERROR_RESPONSES,
+    413: {"model": ProtocolError, "description": "The body, inflated if compressed, is over the limit."},
+    415: {"model": ProtocolError, "description": "A Content-Encoding other than gzip or deflate."},
     200: {
         "model": InferResponse,
         "description": "The outputs; with binary data, the JSON's length is in `Inference-Header-Content-Length`.",
@@ -142,11 +144,12 @@ def _add_model_routes(path: str, name_of: Callable[..., ModelName], suffix: str)
             model=model,
             body=await request.body(),
             header_length=request.headers.get("inference-header-content-length"),
+            content_encoding=request.headers.get("content-encoding"),
             api_key=state.request_key(caller_key(request)),
             cancelled=threading.Event(),
         )
-        body, header_length = await state.run_guarded(request, functools.partial(infer, state.service, call),
-                                                      call.cancelled)  # fmt: skip
+        work = functools.partial(infer, state.service, call, state.settings.max_body_bytes)
+        body, header_length = await state.run_guarded(request, work, call.cancelled)
         if header_length is None:
             return Response(body, media_type="application/json")
         return Response(body, media_type="application/octet-stream",
