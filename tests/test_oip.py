@@ -1,5 +1,6 @@
-"""The Open Inference Protocol (`/v2`) against a real server, with Triton's official client (`tritonclient[http]`):
-health, metadata, images in (JSON and binary data), raw tensors, and errors as the protocol wants them."""
+"""The Open Inference Protocol (`/v2`) against a real server, with Triton's official client
+(`tritonclient[http]`): health, metadata, images in (JSON and binary data), raw tensors, and errors as the
+protocol wants them."""
 
 from __future__ import annotations
 
@@ -45,8 +46,10 @@ def images_input(jpegs: list[bytes], binary: bool) -> triton.InferInput:
 
 def reference_xyxy(predictions: list[dict]) -> np.ndarray:
     """`/infer/*` boxes (centre, size) as the corners the protocol answers."""
-    rows = [[p["x"] - p["width"] / 2, p["y"] - p["height"] / 2, p["x"] + p["width"] / 2, p["y"] + p["height"] / 2]
-            for p in predictions]  # fmt: skip
+    rows = [
+        [p["x"] - p["width"] / 2, p["y"] - p["height"] / 2, p["x"] + p["width"] / 2, p["y"] + p["height"] / 2]
+        for p in predictions
+    ]
     return np.array(rows, dtype=np.float32).reshape(-1, 4)
 
 
@@ -54,10 +57,15 @@ def without_ids(response: dict) -> dict:
     predictions = response["predictions"]
     if isinstance(predictions, list):
         predictions = [{k: v for k, v in p.items() if k != "detection_id"} for p in predictions]
-    return {**{k: v for k, v in response.items() if k not in ("inference_id", "time")}, "predictions": predictions}
+    return {
+        **{k: v for k, v in response.items() if k not in ("inference_id", "time")},
+        "predictions": predictions,
+    }
 
 
-def post_infer(client: httpx.Client, body: object, model: str = "nudenet/versions/1", **kwargs: object) -> httpx.Response:
+def post_infer(
+    client: httpx.Client, body: object, model: str = "nudenet/versions/1", **kwargs: object
+) -> httpx.Response:
     return client.post(f"/v2/models/{model}/infer", content=orjson.dumps(body), **kwargs)
 
 
@@ -82,14 +90,21 @@ def test_model_metadata_describes_both_signatures(oip: triton.InferenceServerCli
     assert "confidence" in metadata["parameters"]["options"]
 
     def tensors(kind: str, signature: str) -> dict[str, tuple[str, list[int]]]:
-        return {t["name"]: (t["datatype"], t["shape"]) for t in metadata[kind] if t["parameters"]["signature"] == signature}
+        return {
+            t["name"]: (t["datatype"], t["shape"])
+            for t in metadata[kind]
+            if t["parameters"]["signature"] == signature
+        }
 
     assert tensors("inputs", "images") == {"images": ("BYTES", [-1])}
     assert tensors("inputs", "tensors") == {"images": ("FP32", [-1, 3, -1, -1])}
     assert tensors("outputs", "images") == {
-        "predictions": ("BYTES", [-1]), "image_index": ("INT32", [-1]), "scores": ("FP32", [-1]),
-        "class_ids": ("INT32", [-1]), "boxes": ("FP32", [-1, 4]),
-    }  # fmt: skip
+        "predictions": ("BYTES", [-1]),
+        "image_index": ("INT32", [-1]),
+        "scores": ("FP32", [-1]),
+        "class_ids": ("INT32", [-1]),
+        "boxes": ("FP32", [-1, 4]),
+    }
     assert tensors("outputs", "tensors") == {"output0": ("FP32", [-1, 22, -1])}
 
 
@@ -105,17 +120,27 @@ def test_images_in_equal_infer_object_detection(
     oip: triton.InferenceServerClient, client: httpx.Client, binary: bool
 ) -> None:
     jpeg = encode(photo("astronaut"))
-    expected = client.post("/infer/object_detection",
-                           json={"model_id": "nudenet/1", "image": {"type": "base64", "value": b64(jpeg)}}).json()  # fmt: skip
-    outputs = [triton.InferRequestedOutput(name, binary_data=binary)
-               for name in ("boxes", "scores", "class_ids", "image_index", "predictions")]  # fmt: skip
-    result = oip.infer("nudenet", [images_input([jpeg], binary)], model_version="1", outputs=outputs, request_id="r-7")
+    expected = client.post(
+        "/infer/object_detection",
+        json={"model_id": "nudenet/1", "image": {"type": "base64", "value": b64(jpeg)}},
+    ).json()
+    outputs = [
+        triton.InferRequestedOutput(name, binary_data=binary)
+        for name in ("boxes", "scores", "class_ids", "image_index", "predictions")
+    ]
+    result = oip.infer(
+        "nudenet", [images_input([jpeg], binary)], model_version="1", outputs=outputs, request_id="r-7"
+    )
     assert result.get_response()["id"] == "r-7"
     assert len(expected["predictions"]) >= 1
     np.testing.assert_array_equal(result.as_numpy("boxes"), reference_xyxy(expected["predictions"]))
-    np.testing.assert_array_equal(result.as_numpy("scores"),
-                                  np.array([p["confidence"] for p in expected["predictions"]], dtype=np.float32))  # fmt: skip
-    np.testing.assert_array_equal(result.as_numpy("class_ids"), [p["class_id"] for p in expected["predictions"]])
+    np.testing.assert_array_equal(
+        result.as_numpy("scores"),
+        np.array([p["confidence"] for p in expected["predictions"]], dtype=np.float32),
+    )
+    np.testing.assert_array_equal(
+        result.as_numpy("class_ids"), [p["class_id"] for p in expected["predictions"]]
+    )
     assert result.as_numpy("class_ids").dtype == np.int32
     np.testing.assert_array_equal(result.as_numpy("image_index"), np.zeros(len(expected["predictions"])))
     (answer,) = result.as_numpy("predictions")
@@ -130,24 +155,37 @@ def test_several_images_with_task_parameters(oip: triton.InferenceServerClient, 
     index = result.as_numpy("image_index")
     boxes = result.as_numpy("boxes")
     for number, jpeg in enumerate(jpegs):
-        expected = client.post("/infer/object_detection", json={
-            "model_id": "nudenet/1", "image": {"type": "base64", "value": b64(jpeg)}, **options}).json()  # fmt: skip
+        expected = client.post(
+            "/infer/object_detection",
+            json={"model_id": "nudenet/1", "image": {"type": "base64", "value": b64(jpeg)}, **options},
+        ).json()
         assert len(expected["predictions"]) <= 2
         np.testing.assert_array_equal(boxes[index == number], reference_xyxy(expected["predictions"]))
-    assert [orjson.loads(answer)["image"]["width"] for answer in result.as_numpy("predictions")] == [512, 600, 512]
-    only_faces = oip.infer("nudenet", [images_input(jpegs[:1], True)], model_version="1",
-                           parameters={"class_filter": "FACE_FEMALE,FACE_MALE", "confidence": 0.05})  # fmt: skip
+    assert [orjson.loads(answer)["image"]["width"] for answer in result.as_numpy("predictions")] == [
+        512,
+        600,
+        512,
+    ]
+    only_faces = oip.infer(
+        "nudenet",
+        [images_input(jpegs[:1], True)],
+        model_version="1",
+        parameters={"class_filter": "FACE_FEMALE,FACE_MALE", "confidence": 0.05},
+    )
     assert set(only_faces.as_numpy("class_ids").tolist()) <= {1, 12}
 
 
 def nudenet_session() -> ort.InferenceSession:
-    return ort.InferenceSession(str(importlib.resources.files("nudenet") / "320n.onnx"),
-                                providers=["CPUExecutionProvider"])  # fmt: skip
+    return ort.InferenceSession(
+        str(importlib.resources.files("nudenet") / "320n.onnx"), providers=["CPUExecutionProvider"]
+    )
 
 
 def test_raw_tensors_in_and_out(oip: triton.InferenceServerClient) -> None:
     batch = np.random.default_rng(3).random((2, 3, 320, 320), dtype=np.float32)
-    tensor = triton.InferInput("images", list(batch.shape), "FP32").set_data_from_numpy(batch, binary_data=True)
+    tensor = triton.InferInput("images", list(batch.shape), "FP32").set_data_from_numpy(
+        batch, binary_data=True
+    )
     result = oip.infer("nudenet", [tensor], model_version="1")
     (expected,) = nudenet_session().run(None, {"images": batch})
     answered = result.as_numpy("output0")
@@ -159,13 +197,19 @@ def test_raw_tensors_as_flat_and_nested_json(client: httpx.Client) -> None:
     batch = np.random.default_rng(4).random((1, 3, 64, 96), dtype=np.float32)  # the export has dynamic sides
     (expected,) = nudenet_session().run(None, {"images": batch})
     for data in (batch.ravel().tolist(), batch.tolist()):
-        response = post_infer(client, {"inputs": [{"name": "images", "shape": [1, 3, 64, 96], "datatype": "FP32",
-                                                   "data": data}]})  # fmt: skip
+        response = post_infer(
+            client,
+            {"inputs": [{"name": "images", "shape": [1, 3, 64, 96], "datatype": "FP32", "data": data}]},
+        )
         assert response.status_code == 200, response.text
         (output,) = response.json()["outputs"]
         assert output["name"] == "output0" and output["shape"] == list(expected.shape)
-        np.testing.assert_allclose(np.array(output["data"], dtype=np.float32).reshape(output["shape"]), expected,
-                                   rtol=1e-4, atol=1e-3)  # fmt: skip
+        np.testing.assert_allclose(
+            np.array(output["data"], dtype=np.float32).reshape(output["shape"]),
+            expected,
+            rtol=1e-4,
+            atol=1e-3,
+        )
 
 
 def binary_body(header: dict, *chunks: bytes) -> tuple[bytes, dict[str, str]]:
@@ -181,37 +225,88 @@ JPEG = encode(photo("astronaut"))
 BAD_REQUESTS = {
     "wrong datatype": ({"inputs": [{"name": "images", "shape": [1], "datatype": "INT32", "data": [1]}]},),
     "unknown datatype": ({"inputs": [{"name": "images", "shape": [1], "datatype": "FP8", "data": [1]}]},),
-    "unknown tensor name": ({"inputs": [{"name": "pixels", "shape": [1], "datatype": "BYTES", "data": [b64(JPEG)]}]},),
-    "two inputs": ({"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [b64(JPEG)]}] * 2},),
+    "unknown tensor name": (
+        {"inputs": [{"name": "pixels", "shape": [1], "datatype": "BYTES", "data": [b64(JPEG)]}]},
+    ),
+    "two inputs": (
+        {"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [b64(JPEG)]}] * 2},
+    ),
     "no input": ({"inputs": []},),
-    "wrong raw shape": ({"inputs": [{"name": "images", "shape": [1, 4, 8, 8], "datatype": "FP32", "data": [0.0] * 256}]},),
-    "raw shape of three axes": ({"inputs": [{"name": "images", "shape": [3, 8, 8], "datatype": "FP32", "data": [0.0] * 192}]},),
-    "shape larger than the data": ({"inputs": [{"name": "images", "shape": [2], "datatype": "BYTES", "data": [b64(JPEG)]}]},),
-    "negative shape": ({"inputs": [{"name": "images", "shape": [-1], "datatype": "BYTES", "data": [b64(JPEG)]}]},),
-    "ragged data": ({"inputs": [{"name": "images", "shape": [1, 3, 2, 2], "datatype": "FP32", "data": [[1.0], [1.0, 2.0]]}]},),
-    "text in numbers": ({"inputs": [{"name": "images", "shape": [1], "datatype": "FP32", "data": [{"a": 1}]}]},),
+    "wrong raw shape": (
+        {"inputs": [{"name": "images", "shape": [1, 4, 8, 8], "datatype": "FP32", "data": [0.0] * 256}]},
+    ),
+    "raw shape of three axes": (
+        {"inputs": [{"name": "images", "shape": [3, 8, 8], "datatype": "FP32", "data": [0.0] * 192}]},
+    ),
+    "shape larger than the data": (
+        {"inputs": [{"name": "images", "shape": [2], "datatype": "BYTES", "data": [b64(JPEG)]}]},
+    ),
+    "negative shape": (
+        {"inputs": [{"name": "images", "shape": [-1], "datatype": "BYTES", "data": [b64(JPEG)]}]},
+    ),
+    "ragged data": (
+        {
+            "inputs": [
+                {"name": "images", "shape": [1, 3, 2, 2], "datatype": "FP32", "data": [[1.0], [1.0, 2.0]]}
+            ]
+        },
+    ),
+    "text in numbers": (
+        {"inputs": [{"name": "images", "shape": [1], "datatype": "FP32", "data": [{"a": 1}]}]},
+    ),
     "numbers in BYTES": ({"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [1]}]},),
     "no data": ({"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES"}]},),
-    "not an image": ({"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": ["aGVsbG8="]}]},),
-    "unknown output": ({"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [b64(JPEG)]}],
-                        "outputs": [{"name": "output0"}]},),  # fmt: skip
-    "bad parameter": ({"parameters": {"confidence": "high"},
-                       "inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [b64(JPEG)]}]},),  # fmt: skip
-    "negative max_detections": ({"parameters": {"max_detections": -1},
-                                 "inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [b64(JPEG)]}]},),  # fmt: skip
+    "not an image": (
+        {"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": ["aGVsbG8="]}]},
+    ),
+    "unknown output": (
+        {
+            "inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [b64(JPEG)]}],
+            "outputs": [{"name": "output0"}],
+        },
+    ),
+    "bad parameter": (
+        {
+            "parameters": {"confidence": "high"},
+            "inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [b64(JPEG)]}],
+        },
+    ),
+    "negative max_detections": (
+        {
+            "parameters": {"max_detections": -1},
+            "inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [b64(JPEG)]}],
+        },
+    ),
     "binary size beyond the body": binary_body(
-        {"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 999}}]},
+        {
+            "inputs": [
+                {"name": "images", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 999}}
+            ]
+        },
         bytes_element(b"abc"),
     ),
     "binary data of no input": binary_body(
         {"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [b64(JPEG)]}]}, b"xyz"
     ),
     "BYTES element cut short": binary_body(
-        {"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 7}}]},
+        {
+            "inputs": [
+                {"name": "images", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 7}}
+            ]
+        },
         struct.pack("<I", 100) + b"abc",
     ),
     "binary size of the wrong datatype size": binary_body(
-        {"inputs": [{"name": "images", "shape": [1, 3, 8, 8], "datatype": "FP32", "parameters": {"binary_data_size": 8}}]},
+        {
+            "inputs": [
+                {
+                    "name": "images",
+                    "shape": [1, 3, 8, 8],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 8},
+                }
+            ]
+        },
         bytes(8),
     ),
 }
@@ -230,9 +325,14 @@ def test_bad_requests_get_a_400_with_an_error(client: httpx.Client, request_part
 
 @pytest.mark.parametrize(
     ("body", "headers"),
-    [(b"{", {}), (b"not json at all", {}), (b'{"inputs": 3}', {}),
-     (b"{}", {"Inference-Header-Content-Length": "99"}), (b"{}", {"Inference-Header-Content-Length": "-1"})],
-)  # fmt: skip
+    [
+        (b"{", {}),
+        (b"not json at all", {}),
+        (b'{"inputs": 3}', {}),
+        (b"{}", {"Inference-Header-Content-Length": "99"}),
+        (b"{}", {"Inference-Header-Content-Length": "-1"}),
+    ],
+)
 def test_malformed_bodies_get_a_400_with_an_error(client: httpx.Client, body: bytes, headers: dict) -> None:
     response = client.post("/v2/models/nudenet/versions/1/infer", content=body, headers=headers)
     assert response.status_code == 400 and set(response.json()) == {"error"}
@@ -255,13 +355,18 @@ def test_the_official_client_reports_errors(oip: triton.InferenceServerClient) -
 
 
 def test_unversioned_names_are_single_segment_ids(client: httpx.Client) -> None:
-    response = post_infer(client, {"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [b64(JPEG)]}]},
-                          model="nudenet")  # fmt: skip
+    response = post_infer(
+        client,
+        {"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [b64(JPEG)]}]},
+        model="nudenet",
+    )
     assert response.status_code == 404 and "'nudenet'" in response.json()["error"]
 
 
 def route_count(client: httpx.Client, route: str) -> float:
-    pattern = re.compile(rf'^visionserve_requests_total\{{[^}}]*route="{re.escape(route)}"[^}}]*\}} (\S+)$', re.M)
+    pattern = re.compile(
+        rf'^visionserve_requests_total\{{[^}}]*route="{re.escape(route)}"[^}}]*\}} (\S+)$', re.MULTILINE
+    )
     return sum(float(value) for value in pattern.findall(client.get("/metrics").text))
 
 
@@ -299,26 +404,41 @@ def test_keys_and_limits_apply_with_protocol_errors(start_server) -> None:
         oip.infer("nudenet", [images_input([JPEG, bytes(250_000)], True)], model_version="1", headers=key)
     assert error.value.status() == "413" and "VISIONSERVE_MAX_BODY_BYTES" in error.value.message()
     with pytest.raises(InferenceServerException) as error:  # small once compressed, too large once inflated
-        oip.infer("nudenet", [images_input([JPEG, bytes(250_000)], True)], model_version="1", headers=key,
-                  request_compression_algorithm="gzip")  # fmt: skip
+        oip.infer(
+            "nudenet",
+            [images_input([JPEG, bytes(250_000)], True)],
+            model_version="1",
+            headers=key,
+            request_compression_algorithm="gzip",
+        )
     assert error.value.status() == "413" and "once inflated" in error.value.message()
     oip.close()
-
-
 
 
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
 def test_compressed_requests(oip: triton.InferenceServerClient, algorithm: str) -> None:
     plain = oip.infer("nudenet", [images_input([JPEG], True)], model_version="1")
-    packed = oip.infer("nudenet", [images_input([JPEG], True)], model_version="1",
-                       request_compression_algorithm=algorithm, response_compression_algorithm=algorithm)  # fmt: skip
+    packed = oip.infer(
+        "nudenet",
+        [images_input([JPEG], True)],
+        model_version="1",
+        request_compression_algorithm=algorithm,
+        response_compression_algorithm=algorithm,
+    )
     np.testing.assert_array_equal(packed.as_numpy("boxes"), plain.as_numpy("boxes"))
 
 
 def test_unknown_or_broken_encodings_get_4xx(client: httpx.Client) -> None:
-    for encoding, body, status in (("br", b"{}", 415), ("gzip", b"not gzip", 400), ("gzip", gzip.compress(b"{}")[:-9], 400)):
-        response = client.post("/v2/models/nudenet/infer", content=body, headers={"Content-Encoding": encoding})
+    for encoding, body, status in (
+        ("br", b"{}", 415),
+        ("gzip", b"not gzip", 400),
+        ("gzip", gzip.compress(b"{}")[:-9], 400),
+    ):
+        response = client.post(
+            "/v2/models/nudenet/infer", content=body, headers={"Content-Encoding": encoding}
+        )
         assert response.status_code == status and set(response.json()) == {"error"}, response.text
+
 
 def test_the_request_deadline_applies(start_server) -> None:
     server = start_server({"VISIONSERVE_REQUEST_TIMEOUT_S": "0.5", "VISIONSERVE_PRELOAD_MODELS": "nudenet/1"})
@@ -326,18 +446,22 @@ def test_the_request_deadline_applies(start_server) -> None:
     with pytest.raises(InferenceServerException) as error:
         oip.infer("nudenet", [images_input([encode(photo("retina"))] * 40, True)], model_version="1")
     assert error.value.status() == "504" and "longer than 0.5 s" in error.value.message()
-    assert oip.infer("nudenet", [images_input([JPEG], True)], model_version="1").as_numpy("boxes").shape[1] == 4
     oip.close()
+
 
 FIXTURE_CASES = {  # case → (model id, route, test image, options)
     "segment-polygon": ("shapes-segment/1", "/infer/instance_segmentation", "segment_0.jpg", {}),
-    "segment-rle": ("shapes-segment/1", "/infer/instance_segmentation", "segment_0.jpg",
-                    {"response_mask_format": "rle"}),
+    "segment-rle": (
+        "shapes-segment/1",
+        "/infer/instance_segmentation",
+        "segment_0.jpg",
+        {"response_mask_format": "rle"},
+    ),
     "pose": ("shapes-pose/1", "/infer/keypoints_detection", "pose_0.jpg", {}),
     "obb": ("shapes-obb/1", "/infer/obb", "obb_0.jpg", {}),
     "classify": ("shapes-classify/1", "/infer/classification", "classify_0.jpg", {}),
     "multilabel": ("shapes-multilabel/1", "/infer/classification", "classify_1.jpg", {}),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(FIXTURE_CASES))
@@ -345,8 +469,9 @@ def test_every_task_answers_its_tensors(fixture_server: Server, case: str) -> No
     model_id, route, image, options = FIXTURE_CASES[case]
     jpeg = (FIXTURES / "images" / image).read_bytes()
     with httpx.Client(base_url=fixture_server.url, timeout=120) as http:
-        expected = http.post(route, json={"model_id": model_id, "image": {"type": "base64", "value": b64(jpeg)},
-                                          **options}).json()  # fmt: skip
+        expected = http.post(
+            route, json={"model_id": model_id, "image": {"type": "base64", "value": b64(jpeg)}, **options}
+        ).json()
     oip = client_for(fixture_server)
     name, version = model_id.split("/")
     metadata = oip.get_model_metadata(name, version)
@@ -366,7 +491,9 @@ def test_every_task_answers_its_tensors(fixture_server: Server, case: str) -> No
         assert result.as_numpy("boxes").shape == (len(rows), 4)
     assert rows, "the fixture image should give at least one prediction"
     np.testing.assert_array_equal(result.as_numpy("class_ids"), [row["class_id"] for row in rows])
-    np.testing.assert_array_equal(result.as_numpy("scores"), np.array([row["confidence"] for row in rows], np.float32))
+    np.testing.assert_array_equal(
+        result.as_numpy("scores"), np.array([row["confidence"] for row in rows], np.float32)
+    )
     if "segment" in model_id:
         field = "rle" if options else "points"
         assert [orjson.loads(mask) for mask in result.as_numpy("masks")] == [p[field] for p in rows]
@@ -377,23 +504,34 @@ def test_every_task_answers_its_tensors(fixture_server: Server, case: str) -> No
         assert described[0] == -1 and list(keypoints.shape[1:]) == described[1:]
         for row, prediction in zip(keypoints, rows):
             for point in prediction["keypoints"]:
-                np.testing.assert_array_equal(row[point["class_id"]],
-                                              np.array([point["x"], point["y"], point["confidence"]], np.float32))  # fmt: skip
+                np.testing.assert_array_equal(
+                    row[point["class_id"]],
+                    np.array([point["x"], point["y"], point["confidence"]], np.float32),
+                )
     if "obb" in model_id:
         rotated = result.as_numpy("rotated_boxes")
-        np.testing.assert_array_equal(rotated, np.array([[p["x"], p["y"], p["width"], p["height"], p["angle"]]
-                                                         for p in rows], np.float32))  # fmt: skip
+        np.testing.assert_array_equal(
+            rotated,
+            np.array([[p["x"], p["y"], p["width"], p["height"], p["angle"]] for p in rows], np.float32),
+        )
         corners = np.array([[[q["x"], q["y"]] for q in p["points"]] for p in rows], np.float32)
-        np.testing.assert_array_equal(result.as_numpy("boxes"), np.concatenate([corners.min(1), corners.max(1)], 1))
+        np.testing.assert_array_equal(
+            result.as_numpy("boxes"), np.concatenate([corners.min(1), corners.max(1)], 1)
+        )
 
 
 def test_readme_example_runs(server: Server) -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    block = re.search(r"### Open Inference Protocol.*?```python\n(.*?)```", readme, re.S)
+    block = re.search(r"### Open Inference Protocol.*?```python\n(.*?)```", readme, re.DOTALL)
     assert block, "the README lost its Open Inference Protocol example"
     code = block.group(1).replace("127.0.0.1:9001", server.url.removeprefix("http://"))
-    completed = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent, capture_output=True,
-                               text=True, timeout=120)  # fmt: skip
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 0, completed.stderr
     documented = re.search(r"print\(.*\)\s*# (.*)", block.group(1))
     assert documented and completed.stdout.split() == documented.group(1).split()

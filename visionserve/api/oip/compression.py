@@ -19,7 +19,9 @@ def inflated(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
     if name == "identity":
         return body
     if name not in WINDOW_BITS:
-        raise UnsupportedEncodingError(f"Content-Encoding {name!r} is not supported; use gzip, deflate or none.")
+        raise UnsupportedEncodingError(
+            f"Content-Encoding {name!r} is not supported; use gzip, deflate or none."
+        )
     inflater = zlib.decompressobj(WINDOW_BITS[name])
     try:
         data = inflater.decompress(body, max_bytes + 1)
@@ -27,7 +29,8 @@ def inflated(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
         raise InvalidRequestError(f"The {name} body cannot be inflated: {error}.") from None
     if len(data) > max_bytes:
         raise PayloadTooLargeError(
-            f"Request body is larger than the limit of {max_bytes} bytes once inflated (VISIONSERVE_MAX_BODY_BYTES)."
+            f"Request body is larger than the limit of {max_bytes} bytes once inflated "
+            "(VISIONSERVE_MAX_BODY_BYTES)."
         )
     if not inflater.eof:
         raise InvalidRequestError(f"The {name} body is cut short.")

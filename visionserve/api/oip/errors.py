@@ -1,6 +1,6 @@
-"""Errors in the protocol's shape, `{"error": "..."}`, on every `/v2` answer, whoever wrote it: the routes, access
-control, the body size limit, back-pressure, or the framework (unknown path, wrong method). The rest of the API
-answers `{"message": ...}`, which is rewritten here for `/v2` only."""
+"""Errors in the protocol's shape, `{"error": "..."}`, on every `/v2` answer, whoever wrote it: the routes,
+access control, the body size limit, back-pressure, or the framework (unknown path, wrong method). The rest of
+the API answers `{"message": ...}`, which is rewritten here for `/v2` only."""
 
 from __future__ import annotations
 
@@ -23,7 +23,11 @@ def protocol_error_body(body: bytes) -> bytes:
     if not isinstance(parsed, dict) or "error" in parsed:
         return body
     message = parsed.get("message", parsed.get("detail"))
-    return body if message is None else orjson.dumps({"error": message if isinstance(message, str) else str(message)})
+    return (
+        body
+        if message is None
+        else orjson.dumps({"error": message if isinstance(message, str) else str(message)})
+    )
 
 
 class ProtocolErrors:
@@ -57,4 +61,6 @@ class ProtocolErrors:
 
 
 def _is_json(start: Message) -> bool:
-    return any(k == b"content-type" and v.startswith(b"application/json") for k, v in start.get("headers", []))
+    return any(
+        k == b"content-type" and v.startswith(b"application/json") for k, v in start.get("headers", [])
+    )

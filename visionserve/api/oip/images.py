@@ -1,10 +1,9 @@
 """Images in, predictions out: the signature this server adds to every model, defined here once (the model
 metadata answer and the README say the same).
 
-In: `images`, BYTES, one encoded image (JPEG, PNG, ...) per element: the file's bytes in binary data, its base64
-text in JSON. Task options travel as request parameters. Out: one row per prediction, images after one another,
-plus each image's JSON exactly as `/infer/{task}` answers it.
-"""
+In: `images`, BYTES, one encoded image (JPEG, PNG, ...) per element: the file's bytes in binary data, its
+base64 text in JSON. Task options travel as request parameters. Out: one row per prediction, images after one
+another, plus each image's JSON exactly as `/infer/{task}` answers it."""
 
 from __future__ import annotations
 
@@ -45,7 +44,9 @@ class OutputSpec:
     datatype: str
     shape: tuple[int, ...]  # -1: variable
     description: str
-    values: Callable[[list[Prediction], int], np.ndarray]  # (every image's prediction rows, keypoints per row)
+    values: Callable[
+        [list[Prediction], int], np.ndarray
+    ]  # (every image's prediction rows, keypoints per row)
 
 
 def _floats(rows: list[list[float]], width: int) -> np.ndarray:
@@ -53,8 +54,18 @@ def _floats(rows: list[list[float]], width: int) -> np.ndarray:
 
 
 def _xyxy(predictions: list[Prediction], _: int) -> np.ndarray:
-    return _floats([[p["x"] - p["width"] / 2, p["y"] - p["height"] / 2, p["x"] + p["width"] / 2,
-                     p["y"] + p["height"] / 2] for p in predictions], 4)  # fmt: skip
+    return _floats(
+        [
+            [
+                p["x"] - p["width"] / 2,
+                p["y"] - p["height"] / 2,
+                p["x"] + p["width"] / 2,
+                p["y"] + p["height"] / 2,
+            ]
+            for p in predictions
+        ],
+        4,
+    )
 
 
 def _corner_bounds(predictions: list[Prediction], _: int) -> np.ndarray:
@@ -67,7 +78,9 @@ def _xywhr(predictions: list[Prediction], _: int) -> np.ndarray:
 
 
 def _masks(predictions: list[Prediction], _: int) -> np.ndarray:
-    return bytes_array([orjson.dumps(p["points"] if p["mask_format"] == "polygon" else p["rle"]) for p in predictions])
+    return bytes_array(
+        [orjson.dumps(p["points"] if p["mask_format"] == "polygon" else p["rle"]) for p in predictions]
+    )
 
 
 def _keypoints(predictions: list[Prediction], count: int) -> np.ndarray:
@@ -87,20 +100,43 @@ def _class_ids(predictions: list[Prediction], _: int) -> np.ndarray:
 
 
 SCORES = OutputSpec("scores", "FP32", (-1,), "Confidence of each row.", _scores)
-CLASS_IDS = OutputSpec("class_ids", "INT32", (-1,), "Class index of each row (class_names in the parameters).", _class_ids)
+CLASS_IDS = OutputSpec(
+    "class_ids", "INT32", (-1,), "Class index of each row (class_names in the parameters).", _class_ids
+)
 BOXES = OutputSpec("boxes", "FP32", (-1, 4), "x1, y1, x2, y2 in original-image pixels.", _xyxy)
-ORIENTED_BOUNDS = OutputSpec("boxes", "FP32", (-1, 4), "x1, y1, x2, y2 around the corners, original pixels.",
-                             _corner_bounds)  # fmt: skip
-ROTATED_BOXES = OutputSpec("rotated_boxes", "FP32", (-1, 5), "Centre x, y, width, height, angle (radians).", _xywhr)
-MASKS = OutputSpec("masks", BYTES, (-1,), "JSON: the polygon [{x, y}, ...], or the RLE {size, counts} with "
-                   "response_mask_format=rle, as /infer/instance_segmentation.", _masks)  # fmt: skip
-KEYPOINTS = OutputSpec("keypoints", "FP32", (-1, -1, 3), "x, y, confidence per keypoint; zeros for those left out.",
-                       _keypoints)  # fmt: skip
+ORIENTED_BOUNDS = OutputSpec(
+    "boxes", "FP32", (-1, 4), "x1, y1, x2, y2 around the corners, original pixels.", _corner_bounds
+)
+ROTATED_BOXES = OutputSpec(
+    "rotated_boxes", "FP32", (-1, 5), "Centre x, y, width, height, angle (radians).", _xywhr
+)
+MASKS = OutputSpec(
+    "masks",
+    BYTES,
+    (-1,),
+    "JSON: the polygon [{x, y}, ...], or the RLE {size, counts} with "
+    "response_mask_format=rle, as /infer/instance_segmentation.",
+    _masks,
+)
+KEYPOINTS = OutputSpec(
+    "keypoints", "FP32", (-1, -1, 3), "x, y, confidence per keypoint; zeros for those left out.", _keypoints
+)
 
-AUTO_ORIENT_AND_PREPROC = ("disable_preproc_auto_orient", "disable_preproc_contrast", "disable_preproc_grayscale",
-                           "disable_preproc_static_crop")  # fmt: skip
-DETECTION_OPTIONS = ("confidence", "iou_threshold", "class_agnostic_nms", "max_detections", "max_candidates",
-                     "class_filter", *AUTO_ORIENT_AND_PREPROC)  # fmt: skip
+AUTO_ORIENT_AND_PREPROC = (
+    "disable_preproc_auto_orient",
+    "disable_preproc_contrast",
+    "disable_preproc_grayscale",
+    "disable_preproc_static_crop",
+)
+DETECTION_OPTIONS = (
+    "confidence",
+    "iou_threshold",
+    "class_agnostic_nms",
+    "max_detections",
+    "max_candidates",
+    "class_filter",
+    *AUTO_ORIENT_AND_PREPROC,
+)
 
 
 @dataclass(frozen=True)
@@ -125,7 +161,9 @@ SIGNATURES: dict[Task, TaskSignature] = {
     ),
     Task.CLASSIFICATION: TaskSignature(ClassificationRequest, ("confidence", *AUTO_ORIENT_AND_PREPROC), ()),
 }
-PREDICTIONS_DESCRIPTION = "Per image: the JSON object /infer/{task} answers (inference_id, time, image, predictions)."
+PREDICTIONS_DESCRIPTION = (
+    "Per image: the JSON object /infer/{task} answers (inference_id, time, image, predictions)."
+)
 IMAGE_INDEX_DESCRIPTION = "Which image (index in `images`) each row belongs to."
 INPUT_DESCRIPTION = "Encoded images (JPEG, PNG, WebP...): file bytes in binary data, base64 text in JSON."
 
@@ -136,23 +174,43 @@ def keypoint_count(model: LoadedModel) -> int:
 
 def input_metadata() -> TensorMetadata:
     return TensorMetadata(
-        name=IMAGES_INPUT, datatype=BYTES, shape=[-1], parameters={**SIGNATURE, "description": INPUT_DESCRIPTION}
+        name=IMAGES_INPUT,
+        datatype=BYTES,
+        shape=[-1],
+        parameters={**SIGNATURE, "description": INPUT_DESCRIPTION},
     )
 
 
 def output_metadata(model: LoadedModel) -> list[TensorMetadata]:
     def shape(spec: OutputSpec) -> list[int]:
-        return [keypoint_count(model) if spec is KEYPOINTS and index == 1 else axis for index, axis in enumerate(spec.shape)]
+        return [
+            keypoint_count(model) if spec is KEYPOINTS and index == 1 else axis
+            for index, axis in enumerate(spec.shape)
+        ]
 
     described = [
-        TensorMetadata(name="predictions", datatype=BYTES, shape=[-1],
-                       parameters={**SIGNATURE, "description": PREDICTIONS_DESCRIPTION}),
-        TensorMetadata(name="image_index", datatype="INT32", shape=[-1],
-                       parameters={**SIGNATURE, "description": IMAGE_INDEX_DESCRIPTION}),
-    ]  # fmt: skip
+        TensorMetadata(
+            name="predictions",
+            datatype=BYTES,
+            shape=[-1],
+            parameters={**SIGNATURE, "description": PREDICTIONS_DESCRIPTION},
+        ),
+        TensorMetadata(
+            name="image_index",
+            datatype="INT32",
+            shape=[-1],
+            parameters={**SIGNATURE, "description": IMAGE_INDEX_DESCRIPTION},
+        ),
+    ]
     for spec in (SCORES, CLASS_IDS, *SIGNATURES[model.task].outputs):
-        described.append(TensorMetadata(name=spec.name, datatype=spec.datatype, shape=shape(spec),
-                                        parameters={**SIGNATURE, "description": spec.description}))  # fmt: skip
+        described.append(
+            TensorMetadata(
+                name=spec.name,
+                datatype=spec.datatype,
+                shape=shape(spec),
+                parameters={**SIGNATURE, "description": spec.description},
+            )
+        )
     return described
 
 
@@ -168,18 +226,22 @@ def images_job(
     api_key: str | None,
     cancelled: threading.Event,
 ) -> InferenceJob:
-    """The core's job for these images, with the options the task's /infer route would accept, checked alike."""
+    """The core's job for these images, with the options the task's /infer route takes, checked alike."""
     signature = SIGNATURES[model.task]
     options = {name: value for name, value in parameters.items() if name in signature.options}
     if isinstance(options.get("class_filter"), str):  # parameters are scalars: a comma-separated list
-        options["class_filter"] = [name.strip() for name in options["class_filter"].split(",") if name.strip()]
+        options["class_filter"] = [
+            name.strip() for name in options["class_filter"].split(",") if name.strip()
+        ]
     identity = {"model_id": model.model_id, "image": [], **({"id": request_id} if request_id else {})}
     try:
         request = signature.request.model_validate({**options, **identity})
     except ValidationError as error:
         raise InvalidRequestError(f"Invalid parameters: {describe_validation_error(error)}") from None
-    specs = [ImageSpec(ENCODED, value) if isinstance(value, bytes) else ImageSpec("base64", value)
-             for value in images.values]  # fmt: skip
+    specs = [
+        ImageSpec(ENCODED, value) if isinstance(value, bytes) else ImageSpec("base64", value)
+        for value in images.values
+    ]
     return replace(request.to_job(model.task, api_key), images=specs, cancelled=cancelled)
 
 

@@ -1,6 +1,6 @@
-"""One inference request, start to end, in a worker thread: parse the body, load the model, run the signature the
-input names (encoded `images` through the core's InferenceService, or the model's own input on its session), and
-encode the outputs asked for."""
+"""One inference request, start to end, in a worker thread: parse the body, load the model, run the signature
+the input names (encoded `images` through the core's InferenceService, or the model's own input on its
+session), and encode the outputs asked for."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from visionserve.models.loader import LoadedModel
 
 @dataclass(frozen=True)
 class ProtocolCall:
-    """What the HTTP layer hands over: the model asked for, the body as received, and the caller's situation."""
+    """What the HTTP layer hands over: the model asked for, the body as received, the caller's situation."""
 
     model: ModelName
     body: bytes
@@ -35,7 +35,9 @@ class ProtocolCall:
 
 def infer(service: InferenceService, call: ProtocolCall, max_body_bytes: int) -> tuple[bytes, int | None]:
     """The response body, and the length of its JSON header when binary data follows."""
-    request, binary = parse_request(inflated(call.body, call.content_encoding, max_body_bytes), call.header_length)
+    request, binary = parse_request(
+        inflated(call.body, call.content_encoding, max_body_bytes), call.header_length
+    )
     inputs = read_inputs(request, binary)
     model = service.manager.get(call.model.model_id, call.api_key)
     request_id = request.id or str(uuid.uuid4())
@@ -45,7 +47,9 @@ def infer(service: InferenceService, call: ProtocolCall, max_body_bytes: int) ->
 
 def _the_input(model: LoadedModel, inputs: list[Tensor]) -> Tensor:
     accepted = model_inputs(model)
-    if len(inputs) == 1 and any((t.name, t.datatype) == (inputs[0].name, inputs[0].datatype) for t in accepted):
+    if len(inputs) == 1 and any(
+        (t.name, t.datatype) == (inputs[0].name, inputs[0].datatype) for t in accepted
+    ):
         return inputs[0]
     given = ", ".join(f"{tensor.name!r} ({tensor.datatype})" for tensor in inputs) or "none"
     takes = " or ".join(f"{tensor.name!r} ({tensor.datatype} {tensor.shape})" for tensor in accepted)
@@ -74,7 +78,9 @@ def _selected(produced: dict[str, np.ndarray], request: InferRequest) -> list[Ou
     selected = []
     for wanted in request.outputs:
         if wanted.name not in produced:
-            raise InvalidRequestError(f"Unknown output {wanted.name!r}; this request answers {', '.join(produced)}.")
+            raise InvalidRequestError(
+                f"Unknown output {wanted.name!r}; this request answers {', '.join(produced)}."
+            )
         if "classification" in wanted.parameters or "shared_memory_region" in wanted.parameters:
             raise InvalidRequestError(
                 f"Output {wanted.name!r}: the classification and shared-memory extensions are not supported."

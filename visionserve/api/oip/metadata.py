@@ -1,5 +1,5 @@
-"""What the server and each model say about themselves: the images signature and the model's own tensors, side by
-side, each tensor marked with its signature."""
+"""What the server and each model say about themselves: the images signature and the model's own tensors, side
+by side, each tensor marked with its signature."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Protocol model names and versions ↔ visionserve model ids: `{project}/{version}` is model `project` at version
-`version`; a name without a version is the single-segment id of that name (public aliases resolve as elsewhere)."""
+"""Protocol model names and versions ↔ visionserve model ids: `{project}/{version}` is model `project` at
+version `version`; a name without a version is the single-segment id of that name (public aliases resolve as
+elsewhere)."""
 
 from __future__ import annotations
 
@@ -17,5 +18,6 @@ class ModelName:
     @property
     def model_id(self) -> str:
         """The visionserve id (a 400 when malformed)."""
-        return validate_model_id(resolve_alias(self.name if self.version is None else f"{self.name}/{self.version}"))
-
+        return validate_model_id(
+            resolve_alias(self.name if self.version is None else f"{self.name}/{self.version}")
+        )

@@ -27,17 +27,23 @@ def input_datatype(runner: OnnxModel) -> str:
 def input_metadata(model: LoadedModel) -> TensorMetadata:
     runner = model.predictor.runner
     return TensorMetadata(
-        name=runner.input_name, datatype=input_datatype(runner), shape=_axes(runner.input_shape),
+        name=runner.input_name,
+        datatype=input_datatype(runner),
+        shape=_axes(runner.input_shape),
         parameters={**SIGNATURE, "description": "The model's own input, [batch, channels, height, width]."},
-    )  # fmt: skip
+    )
 
 
 def output_metadata(model: LoadedModel) -> list[TensorMetadata]:
     return [
-        TensorMetadata(name=output.name, datatype=OUTPUT_DATATYPE, shape=_axes(list(output.shape)),
-                       parameters={**SIGNATURE, "description": "The model's own output."})
+        TensorMetadata(
+            name=output.name,
+            datatype=OUTPUT_DATATYPE,
+            shape=_axes(list(output.shape)),
+            parameters={**SIGNATURE, "description": "The model's own output."},
+        )
         for output in model.predictor.runner.session.get_outputs()
-    ]  # fmt: skip
+    ]
 
 
 def checked_batch(model: LoadedModel, tensor: Tensor, max_batch: int) -> np.ndarray:
@@ -48,11 +54,13 @@ def checked_batch(model: LoadedModel, tensor: Tensor, max_batch: int) -> np.ndar
     )
     if not fits:
         raise InvalidRequestError(
-            f"Input {tensor.name!r} must have shape {expected} (-1: any size from 1), not {list(tensor.shape)}."
+            f"Input {tensor.name!r} must have shape {expected} (-1: any size from 1), "
+            f"not {list(tensor.shape)}."
         )
     if tensor.shape[0] > max_batch:
         raise InvalidRequestError(
-            f"Too many images in one request: {tensor.shape[0]}, the limit is {max_batch} (VISIONSERVE_MAX_BATCH_IMAGES)."
+            f"Too many images in one request: {tensor.shape[0]}, the limit is {max_batch} "
+            "(VISIONSERVE_MAX_BATCH_IMAGES)."
         )
     assert isinstance(tensor.values, np.ndarray)
     return tensor.values

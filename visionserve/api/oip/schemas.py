@@ -21,18 +21,23 @@ class RequestInput(Loose):
     shape: list[int] = Field(description="Every axis a size, 0 or more.")
     datatype: str = Field(description="BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64 or BYTES.")
     parameters: Parameters = Field(default_factory=dict, description="`binary_data_size` for binary data.")
-    data: Any = Field(None, description="The elements in row-major order, flat or nested; absent for binary data.")
+    data: Any = Field(
+        None, description="The elements in row-major order, flat or nested; absent for binary data."
+    )
 
 
 class RequestOutput(Loose):
     name: str
-    parameters: Parameters = Field(default_factory=dict, description="`binary_data`: answer this one in binary.")
+    parameters: Parameters = Field(
+        default_factory=dict, description="`binary_data`: answer this one in binary."
+    )
 
 
 class InferRequest(Loose):
     id: str | None = Field(None, description="Echoed in the response.")
     parameters: Parameters = Field(
-        default_factory=dict, description="Task options (confidence, iou_threshold, ...) and `binary_data_output`."
+        default_factory=dict,
+        description="Task options (confidence, iou_threshold, ...) and `binary_data_output`.",
     )
     inputs: list[RequestInput]
     outputs: list[RequestOutput] | None = Field(None, description="The outputs to answer; all when absent.")
@@ -42,7 +47,9 @@ class ResponseOutput(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    parameters: Parameters | None = Field(None, description="`binary_data_size` when the data follows in binary.")
+    parameters: Parameters | None = Field(
+        None, description="`binary_data_size` when the data follows in binary."
+    )
     data: Any = Field(None, description="The elements, flat, in row-major order; absent for binary data.")
 
 
@@ -60,8 +67,8 @@ class TensorMetadata(BaseModel):
     datatype: str
     shape: list[int] = Field(description="-1 for an axis of variable size.")
     parameters: Parameters = Field(
-        description="`signature`: `images` (encoded images in, predictions out) or `tensors` (the model's own), "
-        "and a `description`."
+        description="`signature`: `images` (encoded images in, predictions out) or `tensors` (the model's "
+        "own), and a `description`."
     )
 
 
@@ -69,7 +76,9 @@ class ModelMetadata(BaseModel):
     name: str
     versions: list[str] | None = None
     platform: str
-    parameters: Parameters = Field(description="The visionserve model id, task, class names (a JSON list), options.")
+    parameters: Parameters = Field(
+        description="The visionserve model id, task, class names (a JSON list), options."
+    )
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
 

@@ -1,10 +1,9 @@
 """Tensors on the wire: the request body (a JSON header, then the binary data of the inputs that declare a
 `binary_data_size`), JSON `data` (flat or nested), and the response in the same two forms.
 
-BYTES elements are length-prefixed in binary data (a little-endian uint32, then the bytes) and strings in JSON.
-They stay apart here, bytes from binary data and `str` from JSON, because their meaning differs: an image file
-in binary data is its bytes, in JSON its base64 text.
-"""
+BYTES elements are length-prefixed in binary data (a little-endian uint32, then the bytes) and strings in
+JSON. They stay apart here, bytes from binary data and `str` from JSON, because their meaning differs: an
+image file in binary data is its bytes, in JSON its base64 text."""
 
 from __future__ import annotations
 
@@ -23,17 +22,27 @@ BYTES = "BYTES"
 NUMERIC: dict[str, np.dtype] = {
     name: np.dtype(code)
     for name, code in {
-        "BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
-        "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+        "BOOL": "?",
+        "UINT8": "<u1",
+        "UINT16": "<u2",
+        "UINT32": "<u4",
+        "UINT64": "<u8",
+        "INT8": "<i1",
+        "INT16": "<i2",
+        "INT32": "<i4",
+        "INT64": "<i8",
+        "FP16": "<f2",
+        "FP32": "<f4",
+        "FP64": "<f8",
     }.items()
-}  # fmt: skip
+}
 _DATATYPE_OF = {dtype: name for name, dtype in NUMERIC.items()}
 _LENGTH = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
 class Tensor:
-    """An input as received: numeric values as an array of its shape; BYTES elements flat, in row-major order."""
+    """An input as received: numeric values as an array of its shape; BYTES elements flat, row-major."""
 
     name: str
     datatype: str
@@ -43,7 +52,7 @@ class Tensor:
 
 @dataclass(frozen=True)
 class Output:
-    """An output to answer: numeric arrays, or BYTES as an object array of `bytes` (UTF-8 text when in JSON)."""
+    """An output to answer: numeric arrays, or BYTES as an object array of `bytes` (UTF-8 text in JSON)."""
 
     name: str
     values: np.ndarray
@@ -52,7 +61,8 @@ class Output:
 
 def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(
-        f"{'.'.join(map(str, detail['loc'])) or 'body'}: {detail['msg']}" for detail in error.errors(include_url=False)
+        f"{'.'.join(map(str, detail['loc'])) or 'body'}: {detail['msg']}"
+        for detail in error.errors(include_url=False)
     )
 
 
@@ -68,7 +78,9 @@ def parse_request(body: bytes, header_length: str | None) -> tuple[InferRequest,
     try:
         request = InferRequest.model_validate_json(body[:size])
     except ValidationError as error:
-        raise InvalidRequestError(f"The inference request is not valid: {describe_validation_error(error)}") from None
+        raise InvalidRequestError(
+            f"The inference request is not valid: {describe_validation_error(error)}"
+        ) from None
     return request, memoryview(body)[size:]
 
 
@@ -82,12 +94,14 @@ def read_inputs(request: InferRequest, binary: memoryview) -> list[Tensor]:
         count = _element_count(declared)
         size = declared.parameters.get("binary_data_size")
         if "shared_memory_region" in declared.parameters:
-            raise InvalidRequestError("Shared memory is not supported by this server: send the data in the request.")
+            raise InvalidRequestError(
+                "Shared memory is not supported by this server: send the data in the request."
+            )
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= len(binary) - offset:
                 raise InvalidRequestError(
-                    f"Input {declared.name!r}: binary_data_size {size!r} exceeds the {len(binary) - offset} bytes "
-                    "of binary data left."
+                    f"Input {declared.name!r}: binary_data_size {size!r} exceeds the "
+                    f"{len(binary) - offset} bytes of binary data left."
                 )
             values = _from_binary(declared, count, binary[offset : offset + size])
             offset += size
@@ -104,7 +118,8 @@ def read_inputs(request: InferRequest, binary: memoryview) -> list[Tensor]:
 def _element_count(declared: RequestInput) -> int:
     if declared.datatype != BYTES and declared.datatype not in NUMERIC:
         raise InvalidRequestError(
-            f"Input {declared.name!r}: unknown datatype {declared.datatype!r}; use one of {', '.join([*NUMERIC, BYTES])}."
+            f"Input {declared.name!r}: unknown datatype {declared.datatype!r}; "
+            f"use one of {', '.join([*NUMERIC, BYTES])}."
         )
     if any(axis < 0 for axis in declared.shape):
         raise InvalidRequestError(f"Input {declared.name!r}: shape {declared.shape} has a negative axis.")
@@ -116,14 +131,15 @@ def _from_binary(declared: RequestInput, count: int, data: memoryview) -> np.nda
         elements = _split_bytes(declared.name, data)
         if len(elements) != count:
             raise InvalidRequestError(
-                f"Input {declared.name!r}: shape {declared.shape} holds {count} elements, the data {len(elements)}."
+                f"Input {declared.name!r}: shape {declared.shape} holds {count} elements, "
+                f"the data {len(elements)}."
             )
         return elements
     dtype = NUMERIC[declared.datatype]
     if len(data) != count * dtype.itemsize:
         raise InvalidRequestError(
-            f"Input {declared.name!r}: shape {declared.shape} of {declared.datatype} takes {count * dtype.itemsize} "
-            f"bytes, binary_data_size is {len(data)}."
+            f"Input {declared.name!r}: shape {declared.shape} of {declared.datatype} takes "
+            f"{count * dtype.itemsize} bytes, binary_data_size is {len(data)}."
         )
     return np.frombuffer(data, dtype=dtype).reshape(declared.shape)
 
@@ -158,7 +174,9 @@ def _from_json(declared: RequestInput, count: int) -> np.ndarray | list[str]:
             ) from None
         found = values.size
     if found != count:
-        raise InvalidRequestError(f"Input {declared.name!r}: shape {declared.shape} holds {count} elements, the data {found}.")
+        raise InvalidRequestError(
+            f"Input {declared.name!r}: shape {declared.shape} holds {count} elements, the data {found}."
+        )
     return values if isinstance(values, list) else values.reshape(declared.shape)
 
 
@@ -189,11 +207,23 @@ def encode_response(
         if output.binary:
             chunk = _binary(output.values)
             chunks.append(chunk)
-            described.append(ResponseOutput(name=output.name, shape=shape, datatype=datatype,
-                                            parameters={"binary_data_size": len(chunk)}))  # fmt: skip
+            described.append(
+                ResponseOutput(
+                    name=output.name,
+                    shape=shape,
+                    datatype=datatype,
+                    parameters={"binary_data_size": len(chunk)},
+                )
+            )
         else:
-            described.append(ResponseOutput(name=output.name, shape=shape, datatype=datatype, data=_json_data(output.values)))
-    response = InferResponse(model_name=model_name, model_version=model_version, id=request_id, outputs=described)
+            described.append(
+                ResponseOutput(
+                    name=output.name, shape=shape, datatype=datatype, data=_json_data(output.values)
+                )
+            )
+    response = InferResponse(
+        model_name=model_name, model_version=model_version, id=request_id, outputs=described
+    )
     header = orjson.dumps(response.model_dump(exclude_none=True), option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return header, None

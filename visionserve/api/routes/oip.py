@@ -2,9 +2,8 @@
 readiness, and inference, over the same core as the other routes (see `visionserve.api.oip`).
 
 Registered before the legacy `/{project}/{version}` route, whose two segments would otherwise take `/v2/...`
-paths of two segments; those that the protocol does not define answer 404 here.
-(No `from __future__ import annotations` here: the model routes are built in a loop, so FastAPI needs real types.)
-"""
+paths of two segments; those that the protocol does not define answer 404 here. (No `from __future__ import
+annotations` here: the model routes are built in a loop, so FastAPI needs real types.)"""
 
 import functools
 import threading
@@ -20,7 +19,13 @@ from visionserve.api.oip.errors import PREFIX
 from visionserve.api.oip.inference import ProtocolCall, infer
 from visionserve.api.oip.metadata import model_metadata, server_metadata
 from visionserve.api.oip.names import ModelName
-from visionserve.api.oip.schemas import InferRequest, InferResponse, ModelMetadata, ProtocolError, ServerMetadata
+from visionserve.api.oip.schemas import (
+    InferRequest,
+    InferResponse,
+    ModelMetadata,
+    ProtocolError,
+    ServerMetadata,
+)
 from visionserve.api.state import ServerState, get_state
 from visionserve.errors import VisionServeError
 
@@ -41,7 +46,7 @@ class UnknownEndpointError(VisionServeError):
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema with its definitions inlined, for a request body that FastAPI does not parse."""
+    """The model's JSON schema with its definitions inlined, for a request body FastAPI does not parse."""
     schema = model.model_json_schema()
     definitions = schema.pop("$defs", {})
 
@@ -56,7 +61,8 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 GREY_PNG = (  # 16×16, for the documented example
-    "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAANUlEQVQoFZXBAQEAAAABIP4fa5YNqsijyKPIo8ijyKPIo8ijyKPIo8ijyKPIo8ijyKPIo8hj2FwlkWWS9jAAAAAASUVORK5CYII="
+    "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAANUlEQVQoFZXBAQEAAAABIP4fa5YNqsijyKPIo8ijyKPIo8ijy"
+    "KPIo8ijyKPIo8ijyKPIo8hj2FwlkWWS9jAAAAAASUVORK5CYII="
 )
 INFER_EXAMPLE = {
     "parameters": {"confidence": 0.4},
@@ -66,8 +72,8 @@ INFER_EXAMPLE = {
 INFER_BODY = {
     "requestBody": {
         "required": True,
-        "description": "The JSON request, followed by the inputs' binary data when `Inference-Header-Content-Length` "
-        "gives the JSON's length.",
+        "description": "The JSON request, followed by the inputs' binary data when "
+        "`Inference-Header-Content-Length` gives the JSON's length.",
         "content": {
             "application/json": {"schema": inline_schema(InferRequest), "example": INFER_EXAMPLE},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -80,7 +86,7 @@ INFER_RESPONSES = {
     415: {"model": ProtocolError, "description": "A Content-Encoding other than gzip or deflate."},
     200: {
         "model": InferResponse,
-        "description": "The outputs; with binary data, the JSON's length is in `Inference-Header-Content-Length`.",
+        "description": "The outputs; with binary data, Inference-Header-Content-Length is the JSON's length.",
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     },
 }
@@ -96,7 +102,9 @@ async def oip_server_metadata() -> ServerMetadata:
     return server_metadata()
 
 
-@router.get(f"{PREFIX}/health/live", response_class=Response, responses={200: EMPTY_BODY}, summary="The process is up")
+@router.get(
+    f"{PREFIX}/health/live", response_class=Response, responses={200: EMPTY_BODY}, summary="The process is up"
+)
 async def oip_live() -> Response:
     return Response()
 
@@ -113,10 +121,14 @@ async def oip_ready(state: State) -> Response:
 
 @router.api_route(f"{PREFIX}/{{endpoint}}", methods=["GET", "POST"], include_in_schema=False)
 async def oip_unknown(endpoint: str) -> Response:
-    raise UnknownEndpointError(f"{PREFIX}/{endpoint} is not an endpoint of this server's Open Inference Protocol.")
+    raise UnknownEndpointError(
+        f"{PREFIX}/{endpoint} is not an endpoint of this server's Open Inference Protocol."
+    )
 
 
-Name = Annotated[str, Path(description="`project` of a `project/version` id, or a one-segment id.", examples=["nudenet"])]
+Name = Annotated[
+    str, Path(description="`project` of a `project/version` id, or a one-segment id.", examples=["nudenet"])
+]
 Version = Annotated[str, Path(description="`version` of a `project/version` id.", examples=["1"])]
 
 
@@ -132,7 +144,9 @@ def _add_model_routes(path: str, name_of: Callable[..., ModelName], suffix: str)
     Model = Annotated[ModelName, Depends(name_of)]
 
     async def metadata(model: Model, request: Request, state: State) -> ModelMetadata:
-        loaded = await state.in_worker(state.manager.get, model.model_id, state.request_key(caller_key(request)))
+        loaded = await state.in_worker(
+            state.manager.get, model.model_id, state.request_key(caller_key(request))
+        )
         return model_metadata(model, loaded)
 
     async def ready(model: Model, request: Request, state: State) -> Response:
@@ -152,17 +166,40 @@ def _add_model_routes(path: str, name_of: Callable[..., ModelName], suffix: str)
         body, header_length = await state.run_guarded(request, work, call.cancelled)
         if header_length is None:
             return Response(body, media_type="application/json")
-        return Response(body, media_type="application/octet-stream",
-                        headers={"Inference-Header-Content-Length": str(header_length)})  # fmt: skip
+        return Response(
+            body,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(header_length)},
+        )
 
-    router.add_api_route(path, metadata, methods=["GET"], response_model=ModelMetadata, responses=ERROR_RESPONSES,
-                         summary="Model metadata: both signatures' inputs and outputs", name=f"oip_model_metadata{suffix}")
-    router.add_api_route(f"{path}/ready", ready, methods=["GET"], response_class=Response,
-                         responses={**ERROR_RESPONSES, 200: EMPTY_BODY}, summary="The model is loaded (loading it if "
-                         "needed)", name=f"oip_model_ready{suffix}")
-    router.add_api_route(f"{path}/infer", run, methods=["POST"], response_class=Response, responses=INFER_RESPONSES,
-                         openapi_extra=INFER_BODY, summary="Run the model: encoded images or its own tensors",
-                         name=f"oip_infer{suffix}")  # fmt: skip
+    router.add_api_route(
+        path,
+        metadata,
+        methods=["GET"],
+        response_model=ModelMetadata,
+        responses=ERROR_RESPONSES,
+        summary="Model metadata: both signatures' inputs and outputs",
+        name=f"oip_model_metadata{suffix}",
+    )
+    router.add_api_route(
+        f"{path}/ready",
+        ready,
+        methods=["GET"],
+        response_class=Response,
+        responses={**ERROR_RESPONSES, 200: EMPTY_BODY},
+        summary="The model is loaded (loading it if needed)",
+        name=f"oip_model_ready{suffix}",
+    )
+    router.add_api_route(
+        f"{path}/infer",
+        run,
+        methods=["POST"],
+        response_class=Response,
+        responses=INFER_RESPONSES,
+        openapi_extra=INFER_BODY,
+        summary="Run the model: encoded images or its own tensors",
+        name=f"oip_infer{suffix}",
+    )
 
 
 _add_model_routes(f"{PREFIX}/models/{{name}}", unversioned, "")
