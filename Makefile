@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The test extras (pytest, schemathesis, playwright, scikit-image...): `make serve` never installs them.
+TEST_STAMP := $(VENV)/.installed-test
 # The official Roboflow client and supervision, for interoperability tests. Their pins (numpy<2.4,
 # opencv-python, pillow<13) clash with ours, so they live in a venv of their own.
 SDK_VENV := .venv-sdk
@@ -19,8 +21,12 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
 $(SDK_STAMP):
 	$(PYTHON) -m venv $(SDK_VENV)
@@ -38,21 +44,21 @@ $(FIXTURES_STAMP):
 serve: $(STAMP)
 	$(BIN)/visionserve serve $(ARGS)
 
-test: $(STAMP) $(SDK_STAMP)
+test: $(TEST_STAMP) $(SDK_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks.suite $(ARGS)
 
-fuzz: $(STAMP)
+fuzz: $(TEST_STAMP)
 	$(BIN)/python tools/fuzz.py --max-examples 300 $(ARGS)
 
-soak: $(STAMP)
+soak: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks.soak $(ARGS)
 
 # Slow and opt-in: train every fixture model again (about 11 minutes on 2 cores) into build/fixtures, then run
 # the task tests against the fresh models. To replace the committed ones: tools/make_fixtures.py tests/fixtures.
-fixtures: $(STAMP) $(SDK_STAMP) $(FIXTURES_STAMP)
+fixtures: $(TEST_STAMP) $(SDK_STAMP) $(FIXTURES_STAMP)
 	rm -rf build/fixtures
 	$(FIXTURES_VENV)/bin/python tools/make_fixtures.py build/fixtures
 	VISIONSERVE_TEST_FIXTURES=$(CURDIR)/build/fixtures $(BIN)/python -m pytest tests/test_tasks.py tests/test_official_sdk.py

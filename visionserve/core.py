@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from visionserve.errors import ClientClosedRequest, InvalidRequestError
+from visionserve.errors import ClientClosedRequest, InvalidRequestError, with_article
 from visionserve.images.annotate import annotate
 from visionserve.images.loader import ImageLoader
 from visionserve.images.sources import ImageSpec
@@ -65,7 +65,7 @@ class InferenceService:
         model = self._model(job)
         if job.expected_task is not None and model.task is not job.expected_task:
             raise InvalidRequestError(
-                f"Model {job.model_id} is a {model.task.value} model, but this route serves "
+                f"Model {job.model_id} is {with_article(model.task.value)} model, but this route serves "
                 f"{job.expected_task.value} models."
             )
         started = time.perf_counter()

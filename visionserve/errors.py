@@ -6,6 +6,11 @@ The texts follow the reference server's public messages where clients may match 
 from __future__ import annotations
 
 
+def with_article(noun: str) -> str:
+    """`an object-detection`, `a classification`: messages name kinds of models in plain English."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 class VisionServeError(Exception):
     """Base for every error that is mapped to a JSON `{"message": ...}` response."""
 

@@ -18,6 +18,44 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Something already listens on host:port (binding fails as the server's own bind would)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no obstacle
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def listens_on(pid: int, port: int) -> bool | None:
+    """Whether process `pid` holds a listening TCP socket on `port`; None where /proc cannot tell (not Linux)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:  # sl local_address rem_address st ... inode: port in hex, state 0A = LISTEN
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inodes.add(f"socket:[{fields[9]}]")
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return None
+    return any(_link(descriptor) in inodes for descriptor in descriptors)
+
+
+def _link(path: Path) -> str:
+    try:
+        return str(path.readlink())
+    except OSError:  # closed meanwhile
+        return ""
+
+
 class ServerProcess:
     def __init__(
         self,
@@ -43,7 +81,14 @@ class ServerProcess:
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def start(self, timeout_s: float = 60.0) -> ServerProcess:
-        """Start the server and return once `/readiness` answers 200; raise with the log if it does not."""
+        """Start the server and return once it answers 200 on `/readiness`; raise with the log if it does not.
+
+        The answer must come from this process: another server already on the port is an error, not a start."""
+        if port_taken(self.host, self.port):
+            raise RuntimeError(
+                f"{self.host}:{self.port} is already in use: another process listens there. Stop it, or choose "
+                "another port (--port or VISIONSERVE_PORT)."
+            )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -59,10 +104,11 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with code {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/readiness", timeout=1).status_code == 200:
-                    return self
+                answered = httpx.get(f"{self.url}/readiness", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
+                answered = False
+            if answered and listens_on(self.process.pid, self.port) is not False:
+                return self
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server not ready after {timeout_s:g} s:\n{self.log()}")

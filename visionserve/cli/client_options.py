@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -11,8 +10,11 @@ from visionserve.config import Settings
 
 ApiUrlOption = Annotated[
     str | None,
-    typer.Option(help="Server URL [env VISIONSERVE_API_URL; default: the background server, else 127.0.0.1:9001]."),
-]
+    typer.Option(
+        help="Server URL.", envvar="VISIONSERVE_API_URL", show_envvar=True,
+        show_default="the background server's, else http://127.0.0.1:9001",
+    ),
+]  # fmt: skip
 ApiKeyOption = Annotated[str | None, typer.Option(help="API key sent with requests.")]
 
 
@@ -20,8 +22,8 @@ def server_url(api_url: str | None) -> str:
     """The URL given, else the one `server start` recorded, else the default address."""
     from visionserve.cli.server import ServerRecord
 
-    if api_url or os.environ.get("VISIONSERVE_API_URL"):
-        return (api_url or os.environ["VISIONSERVE_API_URL"]).rstrip("/")
+    if api_url:
+        return api_url.rstrip("/")
     settings = Settings()
     record = ServerRecord.load(settings.home)
     return record.url if record else f"http://127.0.0.1:{settings.port}"

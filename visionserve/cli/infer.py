@@ -12,7 +12,7 @@ from rich.progress import track
 from rich.table import Table
 
 from visionserve.cli.client_options import ApiKeyOption, ApiUrlOption, server_url
-from visionserve.cli.common import console, fail
+from visionserve.cli.common import console, errors, fail
 from visionserve.sdk import HTTPClientError, InferenceConfiguration, InferenceHTTPClient
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -28,9 +28,16 @@ def _targets(target: str) -> list[str]:
     return [target]
 
 
-def _table(name: str, result: dict[str, Any]) -> Table:
+def _title(name: str, result: dict[str, Any]) -> str:
     size = result.get("image", {})
-    table = Table(title=f"{name} ({size.get('width')}x{size.get('height')}, {result.get('time', 0) * 1000:.0f} ms)")
+    return f"{name} ({size.get('width')}x{size.get('height')}, {result.get('time', 0) * 1000:.0f} ms)"
+
+
+def _report(name: str, result: dict[str, Any]) -> Table | str:
+    """A table of the predictions, or one line when there are none."""
+    if not result.get("predictions") and not result.get("top"):
+        return f"{_title(name, result)}: no predictions"
+    table = Table(title=_title(name, result))
     predictions = result.get("predictions")
     if "top" in result:
         table.add_column("class")
@@ -60,22 +67,33 @@ def infer(
     model: Annotated[str, typer.Option("--model", help="Model id, e.g. nudenet/1.")],
     confidence: Annotated[float | None, typer.Option(help="Minimum confidence.")] = None,
     visualize: Annotated[Path | None, typer.Option(help="Write annotated images into this folder.")] = None,
+    labels: Annotated[
+        bool, typer.Option("--labels/--no-labels", help="Write class names and confidences on annotated images.")
+    ] = True,
     json_output: Annotated[bool, typer.Option("--json", help="Print the server's JSON instead of tables.")] = False,
     api_url: ApiUrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Run a model on images through a running server and print the predictions."""
+    """Run a model on images through a running server and print the predictions. An image that fails is
+    reported and skipped; the command exits 1 at the end if any did."""
     targets = _targets(target)
     client = InferenceHTTPClient(server_url(api_url), api_key)
-    client.configure(InferenceConfiguration(confidence_threshold=confidence, visualize_predictions=visualize is not None))
+    client.configure(
+        InferenceConfiguration(
+            confidence_threshold=confidence, visualize_predictions=visualize is not None, visualize_labels=labels
+        )
+    )
     if visualize is not None:
         visualize.mkdir(parents=True, exist_ok=True)
+    failures = 0
     steps = track(targets, description="inferring", console=console) if len(targets) > 1 else targets
     for item in steps:
         try:
             result = client.infer(item, model_id=model)
         except (HTTPClientError, ValueError, OSError) as error:
-            raise fail(f"{item}: {error}") from None
+            failures += 1
+            errors.print(f"[red]failed:[/red] {item}: {error}", highlight=False)
+            continue
         assert isinstance(result, dict)
         name = Path(item).name or item
         if visualize is not None:
@@ -83,6 +101,10 @@ def infer(
         if json_output:
             console.out(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode(), highlight=False)
         else:
-            console.print(_table(name, result))
+            console.print(_report(name, result))
     if visualize is not None:
         console.print(f"annotated images written to {visualize}")
+    if len(targets) > 1:
+        console.print(f"{len(targets) - failures} ok, {failures} failed")
+    if failures:
+        raise typer.Exit(code=1)

@@ -11,6 +11,7 @@ from rich.progress import DownloadColumn, Progress
 from rich.table import Table
 
 from visionserve.cli.common import console, fail
+from visionserve.cli.server import unload_from_running_server
 from visionserve.config import Settings
 from visionserve.errors import VisionServeError
 from visionserve.models.aliases import resolve_alias
@@ -117,7 +118,8 @@ def models_add(
 def models_pull(
     model_id: Annotated[str, typer.Argument(help="project/version, or a public alias such as yolov8n-640.")],
     api_key: Annotated[
-        str | None, typer.Option(help="Key for the weights API [env VISIONSERVE_WEIGHTS_API_KEY or ROBOFLOW_API_KEY].")
+        str | None,
+        typer.Option(help="Key for the weights API (default: env VISIONSERVE_WEIGHTS_API_KEY or ROBOFLOW_API_KEY)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Download again even if the store has it.")] = False,
 ) -> None:
@@ -161,7 +163,10 @@ def models_list() -> None:
     builtin = BuiltinModels()
     rows = [(manifest, "store") for manifest in ModelStore(Settings().models_dir).list()]
     rows += [(package.manifest, "built in") for package in map(builtin.find, builtin.ids()) if package]
-    table = Table("id", "task", "classes", "input", "resize", "where")
+    table = Table("id")
+    table.add_column("task", no_wrap=True, min_width=max(len(task.value) for task in Task))  # never cut short
+    for column in ("classes", "input", "resize", "where"):
+        table.add_column(column)
     for manifest, where in rows:
         size = "x".join(map(str, manifest.input_size)) if manifest.input_size else "dynamic"
         table.add_row(
@@ -172,7 +177,7 @@ def models_list() -> None:
 
 @app.command("remove")
 def models_remove(model_id: Annotated[str, typer.Argument(help="Id of a stored model.")]) -> None:
-    """Delete a model from the local store."""
+    """Delete a model from the local store, and unload it from the background server if one runs."""
     try:
         removed = ModelStore(Settings().models_dir).remove(model_id)
     except VisionServeError as error:
@@ -180,3 +185,4 @@ def models_remove(model_id: Annotated[str, typer.Argument(help="Id of a stored m
     if not removed:
         raise fail(f"no model {model_id} in the store")
     console.print(f"removed {model_id}")
+    console.print(unload_from_running_server(model_id))

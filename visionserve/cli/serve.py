@@ -12,19 +12,38 @@ import typer
 from visionserve.config import Settings
 from visionserve.logs import log_config
 
-HostOption = Annotated[str | None, typer.Option(help="Bind address [env VISIONSERVE_HOST, default 127.0.0.1].")]
-PortOption = Annotated[int | None, typer.Option(help="Port [env VISIONSERVE_PORT, default 9001].")]
+# Defaults are the settings' own (`visionserve.config.Settings`); shown here, applied there.
+HostOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Bind address; 0.0.0.0 exposes the server.", envvar="VISIONSERVE_HOST", show_envvar=True,
+        show_default="127.0.0.1",
+    ),
+]  # fmt: skip
+PortOption = Annotated[
+    int | None, typer.Option(help="Port.", envvar="VISIONSERVE_PORT", show_envvar=True, show_default="9001")
+]
 WorkersOption = Annotated[int, typer.Option(min=1, help="Worker processes, each with its own models.")]
 ModelOption = Annotated[
-    list[str] | None, typer.Option("--model", help="Load (and pin) this model before reporting ready; repeatable.")
-]
+    list[str] | None,
+    typer.Option(
+        "--model", help="Load (and pin) this model before reporting ready; repeatable.",
+        envvar="VISIONSERVE_PRELOAD_MODELS", show_envvar=True, show_default="none",
+    ),
+]  # fmt: skip
 
 
 def serve(
     host: HostOption = None,
     port: PortOption = None,
     workers: WorkersOption = 1,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            help="debug, info, warning or error.", envvar="VISIONSERVE_LOG_LEVEL", show_envvar=True,
+            show_default="info",
+        ),
+    ] = None,
     model: ModelOption = None,
 ) -> None:
     """Run the HTTP server in the foreground."""

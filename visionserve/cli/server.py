@@ -167,6 +167,22 @@ def logs(
                 time.sleep(0.2)
 
 
+def unload_from_running_server(model_id: str) -> str:
+    """Ask the background server (from `server.json`) to drop a model it may hold in memory; says what happened,
+    since a server started otherwise (or one that refuses) keeps serving the model until it restarts."""
+    record = running_server(Settings().home)
+    caveat = "a server started otherwise keeps serving it from memory until it restarts or gets POST /model/remove"
+    if record is None:
+        return f"no background server runs; {caveat}"
+    try:
+        response = httpx.post(f"{record.url}/model/remove", json={"model_id": model_id}, timeout=10)
+    except httpx.HTTPError as error:
+        return f"the background server at {record.url} did not answer ({error}); {caveat}"
+    if response.status_code != 200:
+        return f"the background server at {record.url} refused to unload it ({response.status_code}: {response.text}); {caveat}"
+    return f"unloaded it from the background server at {record.url}"
+
+
 def _runs_visionserve(pid: int) -> bool:
     try:
         return b"visionserve" in Path(f"/proc/{pid}/cmdline").read_bytes()
