@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import os
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -68,7 +71,7 @@ class RayLayout(BaseSettings):
     app_name: str = Field("visionserve", description="Ray Serve application name.")
     route_prefix: str = "/"
     ingress_replicas: int = Field(1, ge=1, description="Replicas serving HTTP (parse, route, answer).")
-    ingress_cpus: float = Field(0.25, ge=0, description="CPUs reserved per ingress replica.")
+    ingress_cpus: float = Field(0.0, ge=0, description="CPUs reserved per ingress replica (it mostly waits).")
     ingress_max_ongoing_requests: int = Field(64, ge=1, description="Requests one ingress replica holds at once.")
     worker_replicas: int = Field(2, ge=1, description="Model-worker replicas (inference).")
     worker_cpus: float = Field(1.0, ge=0, description="CPUs reserved per model-worker replica.")
@@ -105,7 +108,7 @@ class ClusterInference(InferenceService):
     (its manager, image limits) stays the ingress's own."""
 
     def __init__(self, local: InferenceService, workers: DeploymentHandle) -> None:
-        super().__init__(local.manager, local.images, local.max_batch_images)
+        vars(self).update(vars(local))  # the ingress's own manager, image loader and limits, whatever they are
         self._workers = workers
 
     def run(self, job: InferenceJob) -> list[ImageResult]:
@@ -134,11 +137,25 @@ def _wait(response: DeploymentResponse, job: InferenceJob) -> Any:
         ) from None
 
 
+def worker_settings(models_per_replica: int, cpus: float) -> Settings:
+    """The replica's settings: its model count, and unless set, one forward pass at a time on the CPUs Ray
+    reserved for it (the node's other cores belong to other replicas)."""
+    settings = Settings()
+    return settings.model_copy(
+        update={
+            "max_active_models": models_per_replica,
+            "preload_models": [],  # a model named for preloading belongs to no single replica
+            "intra_op_threads": settings.intra_op_threads or max(1, math.ceil(cpus)),
+            "concurrent_runs": settings.concurrent_runs or 1,
+        }
+    )
+
+
 class ModelWorkerReplica:
     """Runs inference jobs with its own store, cache and ModelManager (`VISIONSERVE_*` settings as everywhere)."""
 
-    def __init__(self, models_per_replica: int) -> None:
-        self._state = ServerState.build(Settings(max_active_models=models_per_replica, preload_models=[]))
+    def __init__(self, models_per_replica: int, cpus: float) -> None:
+        self._state = ServerState.build(worker_settings(models_per_replica, cpus))
 
         async def hold(model_id: str) -> LoadedModel:  # a function: Ray keeps its model cache on it
             return await self._load(model_id)
@@ -216,6 +233,28 @@ ModelWorker = serve.deployment(name="ModelWorker")(ModelWorkerReplica)
 Ingress = serve.deployment(name="Ingress")(serve.ingress()(IngressReplica))
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelLoad:
+    """One model load in a worker replica, as its Serve log tells it."""
+
+    replica: str  # the replica's log file name
+    model_id: str
+    pid: int
+    loads_so_far: int  # in that replica, this one included
+
+
+LOAD_LINE = re.compile(rf"{LOAD_LOG_MARKER} model=(\S+) pid=(\d+) loads=(\d+)")
+
+
+def model_loads(session_dir: Path) -> list[ModelLoad]:
+    """Every model load of every worker replica of a Ray session (`<temp dir>/session_latest`), in log order."""
+    return [
+        ModelLoad(log.stem, match[1], int(match[2]), int(match[3]))
+        for log in sorted((session_dir / "logs" / "serve").glob("replica_*_ModelWorker_*.log"))
+        for match in LOAD_LINE.finditer(log.read_text(errors="replace"))
+    ]
+
+
 def shared_settings(env: Mapping[str, str]) -> dict[str, str]:
     """The `VISIONSERVE_*` settings (and the Roboflow key) every replica must see, on whichever node."""
     return {name: value for name, value in env.items() if name.startswith(SHARED_ENV_PREFIXES)}
@@ -229,7 +268,7 @@ def build_application(layout: RayLayout, env: Mapping[str, str] = os.environ) ->
         ray_actor_options={"num_cpus": layout.worker_cpus, "num_gpus": layout.worker_gpus, "runtime_env": runtime_env},
         max_ongoing_requests=layout.worker_max_ongoing_requests,
         max_queued_requests=layout.max_queued_requests,
-    ).bind(layout.models_per_replica)
+    ).bind(layout.models_per_replica, layout.worker_cpus)
     return Ingress.options(
         num_replicas=layout.ingress_replicas,
         ray_actor_options={"num_cpus": layout.ingress_cpus, "runtime_env": runtime_env},

@@ -1,0 +1,204 @@
+"""visionserve as a Ray Serve application, on a real local Ray cluster started by `visionserve ray serve` (one for
+the module): the official client gets the single-process server's answers, requests are routed by model, a killed
+model worker costs only retried 503s, and the KubeRay manifest names what the CLI deploys."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import ray
+import yaml
+
+from tests.conftest import FIXTURES, Server, b64
+from tests.test_official_sdk import official_client, ours, photos  # noqa: F401  (photos: a fixture)
+from tests.test_api_detection import without_ids
+from visionserve.config import Settings
+from visionserve.deploy.ray_serve import ModelLoad, model_loads
+from visionserve.server_process import free_port
+
+ROOT = Path(__file__).parent.parent
+MANIFEST = ROOT / "deploy" / "kuberay" / "rayservice.yaml"
+NUDENET = "nudenet/1"
+FIXTURE_MODEL = "shapes-detect/1"
+ASTRONAUT = b64((ROOT / "visionserve" / "assets" / "astronaut.jpg").read_bytes())
+
+
+@dataclass
+class RayApp:
+    """`visionserve ray serve` running a local Ray cluster, and where its Serve logs are."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    ray_temp: Path
+
+    @property
+    def session(self) -> Path:
+        return self.ray_temp / "ray" / "session_latest"
+
+    def loads(self) -> list[ModelLoad]:
+        return model_loads(self.session)
+
+    def worker_logs(self) -> set[Path]:
+        """One per model-worker replica ever started."""
+        return set((self.session / "logs" / "serve").glob("replica_*_ModelWorker_*.log"))
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "visionserve", "ray", "serve", *args]
+
+
+@pytest.fixture(scope="module")
+def ray_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayApp]:
+    """Two model workers of one model each (half a CPU apiece, one ONNX thread) on a 2-CPU local cluster, small
+    queues so that back-pressure shows, a store holding a fixture model next to the built-in one."""
+    from visionserve.models.inspect import ManifestOverrides, import_model
+    from visionserve.models.store import ModelStore
+
+    home = tmp_path_factory.mktemp("ray-home")
+    import_model(ModelStore(home / "models"), FIXTURES / "models" / "shapes-detect.onnx", FIXTURE_MODEL,
+                 ManifestOverrides())  # fmt: skip
+    ray_temp = tmp_path_factory.mktemp("ray")
+    env = {
+        **os.environ, "RAY_TMPDIR": str(ray_temp), "RAY_USAGE_STATS_ENABLED": "0",
+        "VISIONSERVE_HOME": str(home), "VISIONSERVE_WEIGHTS_API": "", "VISIONSERVE_LOG_LEVEL": "warning",
+        "VISIONSERVE_RAY_WORKER_CPUS": "0.5", "VISIONSERVE_RAY_WORKER_MAX_ONGOING_REQUESTS": "2",
+        "VISIONSERVE_RAY_MAX_QUEUED_REQUESTS": "4",
+    }  # fmt: skip
+    port = free_port()
+    log_path = ray_temp / "cli.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            cli("--replicas", "2", "--models-per-replica", "1", "--port", str(port), "--num-cpus", "2"),
+            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    app = RayApp(f"http://127.0.0.1:{port}", process, ray_temp)
+    try:
+        deadline = time.monotonic() + 180
+        while "visionserve on Ray" not in log_path.read_text(errors="replace"):
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")
+            time.sleep(0.5)
+        assert httpx.get(f"{app.url}/readiness", timeout=10).status_code == 200
+        yield app
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def detect(http: httpx.Client, model_id: str) -> httpx.Response:
+    body = {"model_id": model_id, "image": {"type": "base64", "value": ASTRONAUT}}
+    return http.post("/infer/object_detection", json=body)
+
+
+def test_the_kuberay_manifest_deploys_what_the_cli_does() -> None:
+    printed = subprocess.run(
+        cli("--replicas", "2", "--models-per-replica", "4", "--host", "0.0.0.0", "--print-config"),
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    from_cli = yaml.safe_load(printed)
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    assert manifest["kind"] == "RayService"
+    served = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    assert served == from_cli
+    cluster = manifest["spec"]["rayClusterConfig"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert {"name": "serve", "containerPort": from_cli["http_options"]["port"]} in head["ports"]
+    assert cluster["rayVersion"] == ray.__version__
+    settings = {f"VISIONSERVE_{name.upper()}" for name in Settings.model_fields}
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        env = group["template"]["spec"]["containers"][0]["env"]
+        assert {item["name"] for item in env if item["name"].startswith("VISIONSERVE_")} <= settings
+
+
+def test_official_client_gets_the_single_process_answers(
+    ray_app: RayApp, client: httpx.Client, photos: list[Path]  # noqa: F811
+) -> None:
+    (item,) = official_client(ray_app, NUDENET, photos[:1])["results"]  # type: ignore[arg-type]
+    assert without_ids(item["result"]) == ours(client, photos[0])
+    assert "FACE_FEMALE" in item["detections"]["class_name"]
+    (legacy,) = official_client(ray_app, NUDENET, photos[:1], "--v0")["results"]  # type: ignore[arg-type]
+    assert without_ids(legacy["result"]) == ours(client, photos[0])
+    batch = official_client(
+        ray_app, NUDENET, photos, "--confidence", "0.2", "--max-batch-size", "2",  # type: ignore[arg-type]
+        "--max-concurrent-requests", "2",
+    )["results"]  # fmt: skip
+    assert [without_ids(item["result"]) for item in batch] == [ours(client, path, 0.2) for path in photos]
+
+
+def test_every_route_is_served_through_ray(ray_app: RayApp) -> None:
+    with httpx.Client(base_url=ray_app.url, timeout=60) as http:
+        assert http.get("/info").status_code == 200
+        assert http.get("/docs").status_code == 200
+        assert "visionserve_requests" in http.get("/metrics").text
+        unknown = detect(http, "no-such/1")
+        assert unknown.status_code == 404 and "no-such/1" in unknown.json()["message"]
+        assert detect(http, "bad id").status_code == 400
+        assert len(detect(http, NUDENET).headers.get_list("x-request-id")) == 1
+
+
+def test_requests_go_to_the_replica_holding_their_model(ray_app: RayApp) -> None:
+    """Two replicas of one model each, two models: alternating requests load each model once, not every time."""
+    before = len(ray_app.loads())
+    with httpx.Client(base_url=ray_app.url, timeout=60) as http:
+        for index in range(40):
+            response = detect(http, (NUDENET, FIXTURE_MODEL)[index % 2])
+            assert response.status_code == 200, response.text
+    time.sleep(0.5)  # the last log lines reach the files
+    new_loads = ray_app.loads()[before:]
+    assert len(new_loads) <= 2, new_loads
+    print(f"\n40 alternating requests, 2 replicas x 1 model: {len(new_loads)} model loads {new_loads}")
+
+
+def test_beyond_capacity_callers_get_503_with_retry_after(ray_app: RayApp) -> None:
+    with httpx.Client(base_url=ray_app.url, timeout=60) as http, ThreadPoolExecutor(24) as pool:
+        responses = list(pool.map(lambda _: detect(http, NUDENET), range(48)))
+    statuses = {response.status_code for response in responses}
+    assert statuses <= {200, 503} and 503 in statuses and 200 in statuses
+    refused = [response for response in responses if response.status_code == 503]
+    assert all(response.headers["Retry-After"] == "1" for response in refused)
+    print(f"\n48 requests, 24 at once: {len(refused)} got 503 with Retry-After")
+
+
+def with_retries(http: httpx.Client, model_id: str) -> tuple[int, int]:
+    """The final status and how many retries it took, retrying 503s after their Retry-After, as clients do."""
+    for retries in range(30):
+        response = detect(http, model_id)
+        if response.status_code != 503:
+            return response.status_code, retries
+        time.sleep(float(response.headers.get("Retry-After", "1")))
+    return 503, 30
+
+
+def test_a_killed_worker_costs_only_retries(ray_app: RayApp) -> None:
+    with httpx.Client(base_url=ray_app.url, timeout=60) as http:
+        assert detect(http, NUDENET).status_code == 200
+        workers_before = ray_app.worker_logs()
+        victim = [load for load in ray_app.loads() if load.model_id == NUDENET][-1]
+        with ThreadPoolExecutor(4) as pool:
+            outcomes = [pool.submit(with_retries, http, NUDENET) for _ in range(50)]
+            while sum(outcome.done() for outcome in outcomes) < 10:
+                time.sleep(0.05)
+            os.kill(victim.pid, signal.SIGKILL)
+            results = [outcome.result() for outcome in outcomes]
+        assert [status for status, _ in results] == [200] * 50
+        retried = sum(retries > 0 for _, retries in results)
+        print(f"\nworker pid {victim.pid} killed during 50 requests: {retried} needed a retry, all got 200")
+        deadline = time.monotonic() + 60
+        while not ray_app.worker_logs() - workers_before:  # Ray starts a replacement replica
+            assert time.monotonic() < deadline, "the killed replica was not replaced"
+            time.sleep(0.5)
+        assert [with_retries(http, FIXTURE_MODEL)[0] for _ in range(4)] == [200] * 4
