@@ -80,8 +80,38 @@ class Settings(BaseSettings):
     url_max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest image download accepted.")
     max_image_pixels: int = Field(50_000_000, ge=1, description="Largest decoded image (width x height).")
     max_batch_images: int = Field(64, ge=1, description="Most images accepted in one request.")
+    max_request_pixels: int = Field(
+        100_000_000, ge=1, description="Decoded pixels (width x height, summed over its images) one request may hold."
+    )
+    max_server_pixels: int = Field(
+        200_000_000, ge=1, description="Decoded pixels all requests in flight may hold together; beyond: 503."
+    )
+    max_jpeg_scans: int = Field(100, ge=1, description="Most scans a (progressive) JPEG may have.")
+    max_mask_pixels: int = Field(
+        250_000_000, ge=1, description="Mask pixels one request may make (each mask counts its box, in answer pixels)."
+    )
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="Largest request line plus headers.")
+    max_header_count: int = Field(100, ge=1, description="Most header lines in one request.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Time a connection has to send a request's headers (slow or idle clients are cut)."
+    )
+    allow_remote_models: bool | None = Field(
+        None,
+        description="Fetch models the store lacks from the weights API on request; unset: as allow_model_management.",
+    )
+    weights_api_max_json_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest weights API JSON reply.")
+    max_model_bytes: int = Field(2 * 1024**3, ge=1, description="Largest model weights download.")
+    max_store_bytes: int = Field(50 * 1024**3, ge=1, description="Disk space the model store may take.")
+    weights_api_allow_hosts: CommaList = Field(
+        default_factory=list,
+        description="Hosts besides the weights API's own exempt from the public-address rule for weights downloads.",
+    )
+    failed_lookup_ttl_s: float = Field(10.0, ge=0, description="How long a failed weights API lookup is remembered.")
 
-    @field_validator("execution_providers", "url_allow_hosts", "preload_models", "cors_origins", mode="before")
+    @field_validator(
+        "execution_providers", "url_allow_hosts", "weights_api_allow_hosts", "preload_models", "cors_origins",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -92,6 +122,10 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @property
+    def remote_models_allowed(self) -> bool:
+        return self.allow_model_management if self.allow_remote_models is None else self.allow_remote_models
 
     @property
     def models_dir(self) -> Path:

@@ -17,6 +17,7 @@ import orjson
 
 from visionserve.errors import ClientClosedRequest, InvalidRequestError, with_article
 from visionserve.images.annotate import annotate
+from visionserve.images.budget import RequestPixels, ServerPixels
 from visionserve.images.loader import ImageLoader
 from visionserve.images.sources import ImageSpec
 from visionserve.models.loader import LoadedModel
@@ -25,6 +26,28 @@ from visionserve.models.manifest import Task
 from visionserve.models.weights_api import WeightsApiTimeout, WeightsApiUnavailable
 from visionserve.observe import note_model, timed
 from visionserve.runtime.parallel import cpu_map
+from visionserve.tasks.masks import MaskBudget, mask_budget
+
+
+# Upper bounds of request options whose cost grows with their value (candidate boxes, kept detections).
+OPTION_LIMITS = {"max_candidates": 10_000, "max_detections": 5_000}
+
+
+def check_option_limits(options: Mapping[str, Any]) -> None:
+    """Refuse options over `OPTION_LIMITS`, whichever route (and field type) they came by."""
+    for name, limit in OPTION_LIMITS.items():
+        try:
+            value = int(options.get(name) or 0)
+        except (TypeError, ValueError):
+            continue  # not a number: the task's own option parsing answers that
+        if value > limit:
+            raise InvalidRequestError(f"{name} is {value}, more than this server accepts ({limit}).")
+
+
+def too_many_images(count: int, limit: int) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"Too many images in one request: {count}, the limit is {limit} (VISIONSERVE_MAX_BATCH_IMAGES)."
+    )
 
 
 @dataclass(frozen=True)
@@ -48,31 +71,49 @@ class ImageResult:
     visualization: bytes | None  # the annotated JPEG, when asked for
 
 
+@dataclass(frozen=True)
+class RunLimits:
+    """Server-side bounds on what one job may cost, beyond the image count."""
+
+    request_pixels: int  # decoded pixels one request may hold
+    server_pixels: ServerPixels  # shared by every request in flight
+    mask_pixels: int  # mask pixels one request may compute
+    remote_models: bool = True  # a job may fetch a model the store lacks
+
+
 class InferenceService:
-    def __init__(self, manager: ModelManager, images: ImageLoader, max_batch_images: int) -> None:
+    def __init__(
+        self, manager: ModelManager, images: ImageLoader, max_batch_images: int, limits: RunLimits | None = None
+    ) -> None:
         self.manager = manager
         self.images = images
         self.max_batch_images = max_batch_images
+        self.limits = limits
 
     def run(self, job: InferenceJob) -> list[ImageResult]:
         if not job.images:
             raise InvalidRequestError("The request contains no image.")
         if len(job.images) > self.max_batch_images:
-            raise InvalidRequestError(
-                f"Too many images in one request: {len(job.images)}, the limit is {self.max_batch_images} "
-                "(VISIONSERVE_MAX_BATCH_IMAGES)."
-            )
+            raise too_many_images(len(job.images), self.max_batch_images)
+        check_option_limits(job.options)
         model = self._model(job)
         if job.expected_task is not None and model.task is not job.expected_task:
             raise InvalidRequestError(
                 f"Model {job.model_id} is {with_article(model.task.value)} model, but this route serves "
                 f"{job.expected_task.value} models."
             )
+        if self.limits is None:
+            return self._run(job, model, None)
+        mask_budget.set(MaskBudget(self.limits.mask_pixels))  # this job's own context
+        with RequestPixels(self.limits.request_pixels, self.limits.server_pixels) as pixels:
+            return self._run(job, model, pixels)  # the pixels stay booked until the answers are made
+
+    def _run(self, job: InferenceJob, model: LoadedModel, pixels: RequestPixels | None) -> list[ImageResult]:
         started = time.perf_counter()
         visualize = bool(job.options.get("visualize_predictions"))
         needed = None if visualize else model.predictor.needed_scale(job.options)  # drawings need every pixel
         with timed("decode"):
-            images = cpu_map(lambda spec: self.images.load(spec, job.auto_orient, needed), job.images)
+            images = cpu_map(lambda spec: self.images.load(spec, job.auto_orient, needed, pixels), job.images)
         if job.cancelled.is_set():  # no one is waiting for the answer: leave the cores to others
             raise ClientClosedRequest()
         note_model(job.model_id, [(image.width, image.height) for image in images])
@@ -99,7 +140,7 @@ class InferenceService:
 
     def _model(self, job: InferenceJob) -> LoadedModel:
         try:
-            return self.manager.get(job.model_id, job.api_key)
+            return self.manager.get(job.model_id, job.api_key, self.limits is None or self.limits.remote_models)
         except (WeightsApiUnavailable, WeightsApiTimeout) as error:  # say which lookup failed, not just how
             raise type(error)(
                 f"Model {job.model_id} is neither in this server's store nor built in, and looking it up failed: "

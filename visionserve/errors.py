@@ -53,10 +53,16 @@ class InvalidModelIdError(VisionServeError):
 class ModelNotFoundError(VisionServeError):
     status_code = 404
 
-    def __init__(self, model_id: str) -> None:
+    def __init__(self, model_id: str, remote_refused: bool = False) -> None:
+        where = (
+            "this server serves only the models in its store and does not fetch others on request "
+            "(VISIONSERVE_ALLOW_REMOTE_MODELS)"
+            if remote_refused
+            else "add local models with `visionserve models add`"
+        )
         super().__init__(
             f"Model '{model_id}' not found. Make sure that workspace, project or model you referred in request "
-            "exists: add local models with `visionserve models add`."
+            f"exists: {where}."
         )
 
 

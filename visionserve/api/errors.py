@@ -26,17 +26,32 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"message": str(error.detail)}, status_code=error.status_code, headers=error.headers)
 
 
+MAX_REPORTED_PROBLEMS = 10
+_ECHOED_INPUT_CHARS = 200
+
+
+def _reported(problem: dict) -> dict:
+    """A problem as the 422 lists it: its input echoed only when short (a body may be megabytes), bytes as text."""
+    value = problem.get("input")
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    short = value is None or isinstance(value, (bool, int, float)) or (
+        isinstance(value, str) and len(value) <= _ECHOED_INPUT_CHARS
+    )
+    reported = {key: item for key, item in problem.items() if key not in ("input", "url")}
+    return {**reported, "input": value} if short else reported
+
+
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
-    """FastAPI's own 422 `{"detail": [...]}`, also for a body that is not UTF-8 (FastAPI's handler fails on it
-    with a 500 when it echoes the body back)."""
+    """FastAPI's 422 `{"detail": [...]}`, capped at the first problems (one per broken item of a long list would
+    be megabytes), with a `message` that counts them all."""
     assert isinstance(error, RequestValidationError)
-    details = [
-        {**problem, "input": problem["input"].decode("utf-8", "replace")}
-        if isinstance(problem.get("input"), bytes)
-        else problem
-        for problem in error.errors()
-    ]
-    return JSONResponse({"detail": jsonable_encoder(details)}, status_code=422)
+    problems = error.errors()
+    first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
+    where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    message = f"{len(problems)} problem(s) with the request; the first: {where}: {first.get('msg')}."
+    details = [_reported(problem) for problem in problems[:MAX_REPORTED_PROBLEMS]]
+    return JSONResponse({"message": message, "detail": jsonable_encoder(details)}, status_code=422)
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from visionserve.core import InferenceJob
+from visionserve.core import OPTION_LIMITS, InferenceJob
 from visionserve.images.sources import ImageSpec
 from visionserve.models.aliases import resolve_alias
 from visionserve.models.ids import validate_model_id
@@ -79,9 +79,11 @@ class ObjectDetectionRequest(InferenceRequest):
     confidence: Confidence = Field(0.4, description="Minimum score; `best`/`default` use the model's default.")
     iou_threshold: float | None = Field(0.3, description="IoU above which NMS drops the weaker box.")
     class_agnostic_nms: bool | None = False
-    class_filter: list[str] | None = Field(None, description="Keep only these class names.")
-    max_detections: int | None = Field(300, ge=0)
-    max_candidates: int | None = Field(3000, ge=1, description="Best boxes considered before NMS.")
+    class_filter: list[str] | None = Field(None, max_length=10_000, description="Keep only these class names.")
+    max_detections: int | None = Field(300, ge=0, le=OPTION_LIMITS["max_detections"])
+    max_candidates: int | None = Field(
+        3000, ge=1, le=OPTION_LIMITS["max_candidates"], description="Best boxes considered before NMS."
+    )
     fix_batch_size: bool | None = False
     visualize_predictions: bool | None = False
     visualization_labels: bool | None = False

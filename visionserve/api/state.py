@@ -19,13 +19,15 @@ from fastapi import Request
 from visionserve.api.access import AccessKeys
 from visionserve.api.metrics import Metrics
 from visionserve.config import Settings
-from visionserve.core import InferenceJob, InferenceService
+from visionserve.core import InferenceJob, InferenceService, RunLimits
 from visionserve.errors import (
     ClientClosedRequest,
     RequestTimeoutError,
     ServiceUnavailableError,
     VisionServeError,
 )
+from visionserve.images.budget import ServerPixels
+from visionserve.images.decode import DecodeLimits
 from visionserve.images.fetch import UrlFetcher
 from visionserve.images.loader import ImageLoader
 from visionserve.models.aliases import resolve_alias
@@ -72,8 +74,7 @@ class ServerState:
         store = ModelStore(settings.models_dir)
         sources: list[ModelSource] = [store, BuiltinModels()]
         weights_api = WeightsApi(settings.weights_api, settings.weights_api_timeout_s) if settings.weights_api else None
-        if weights_api is not None:
-            sources.append(RemoteModels(weights_api, store, settings.weights_api_key))
+        remote = [RemoteModels(weights_api, store, settings.weights_api_key)] if weights_api is not None else []
         runtime = settings_runtime(settings)
         metrics = Metrics()
 
@@ -87,13 +88,20 @@ class ServerState:
             metrics.model_loads.labels(model_id, "loaded").inc()
             return model
 
-        manager = ModelManager(ModelResolver(sources), load, max_active=settings.max_active_models)
+        manager = ModelManager(ModelResolver(sources, remote), load, max_active=settings.max_active_models)
         metrics.count_models_with(lambda: len(manager.loaded()))
         fetcher = UrlFetcher(
             settings.url_timeout_s, settings.url_max_bytes, settings.url_allow_hosts, settings.allow_url_input
         )
-        images = ImageLoader(fetcher, settings.max_image_pixels, settings.allow_numpy_input)
-        service = InferenceService(manager, images, settings.max_batch_images)
+        decode_limits = DecodeLimits(settings.max_image_pixels, settings.max_jpeg_scans)
+        images = ImageLoader(fetcher, decode_limits, settings.allow_numpy_input)
+        limits = RunLimits(
+            request_pixels=settings.max_request_pixels,
+            server_pixels=ServerPixels(settings.max_server_pixels),
+            mask_pixels=settings.max_mask_pixels,
+            remote_models=settings.remote_models_allowed,
+        )
+        service = InferenceService(manager, images, settings.max_batch_images, limits)
         executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="visionserve-worker")
         access_keys = AccessKeys.parse(settings.api_keys)
         return cls(settings, store, manager, service, fetcher, executor, weights_api, metrics, access_keys)

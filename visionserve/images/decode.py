@@ -58,7 +58,7 @@ def read_header(data: bytes) -> Header | None:
             with Image.open(io.BytesIO(data)) as image:
                 orientation = image.getexif().get(0x0112) if image.format == "JPEG" else None
                 return Header(image.size[0], image.size[1], orientation in _TURNING_ORIENTATIONS, image.format)
-    except Exception:  # Pillow raises many types for unknown or broken headers; cv2 gets the final word
+    except Exception:  # Pillow raises many types for unknown or broken headers
         return None
 
 
@@ -89,16 +89,41 @@ def _undecodable(data: bytes, header: Header | None) -> str:
     return "Data is not an image: the bytes are in no image format this server decodes."
 
 
+@dataclass(frozen=True)
+class DecodeLimits:
+    max_pixels: int  # width x height of one image
+    max_jpeg_scans: int  # a progressive JPEG's cost grows with its scans, not only its pixels
+
+
+def count_jpeg_scans(data: bytes) -> int:
+    """Start-of-scan markers. Entropy-coded data never holds FF DA (an FF there is followed by 00), so this counts
+    every scan, plus any in embedded thumbnails: an overcount of a few, never an undercount."""
+    return data.count(b"\xff\xda")
+
+
 def decode_image(
-    data: bytes, max_pixels: int, auto_orient: bool = True, needed: NeededScale | None = None
+    data: bytes,
+    limits: DecodeLimits,
+    auto_orient: bool = True,
+    needed: NeededScale | None = None,
+    charge: Callable[[int, int], None] | None = None,
 ) -> DecodedImage:
-    """Decode any format OpenCV reads; grayscale becomes 3 channels and alpha is dropped."""
+    """Decode the formats whose size can be read before decoding (Pillow reads the header; OpenCV decodes), within
+    `limits`; `charge(width, height)` books the pixels first. Grayscale becomes 3 channels and alpha is dropped."""
     if not data:
         raise InputImageError("Empty image payload.")
     header = read_header(data)
-    if header is not None:
-        check_pixel_count(header.width, header.height, max_pixels)
+    if header is None:  # a format whose size nobody checked (Radiance .hdr, ...) could decode to gigabytes
+        raise InputImageError(_undecodable(data, None))
+    check_pixel_count(header.width, header.height, limits.max_pixels)
+    if header.format == "JPEG" and count_jpeg_scans(data) > limits.max_jpeg_scans:
+        raise InputImageError(
+            f"The JPEG has more than {limits.max_jpeg_scans} scans (VISIONSERVE_MAX_JPEG_SCANS); decoding it would "
+            "take far longer than its size suggests."
+        )
     factor, flags = _draft(header, needed, data.startswith(b"\xff\xd8\xff"))
+    if charge is not None:
+        charge(-(-header.width // factor), -(-header.height // factor))
     if not auto_orient:
         flags |= cv2.IMREAD_IGNORE_ORIENTATION
     try:
@@ -107,8 +132,8 @@ def decode_image(
         pixels = None
     if pixels is None:
         raise InputImageError(_undecodable(data, header))
-    if factor == 1 or header is None:
-        check_pixel_count(pixels.shape[1], pixels.shape[0], max_pixels)
+    if factor == 1:
+        check_pixel_count(pixels.shape[1], pixels.shape[0], limits.max_pixels)
         return DecodedImage.full(pixels)
     if auto_orient and header.turned:
         return DecodedImage(pixels, header.height, header.width)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from visionserve.errors import InputImageError
-from visionserve.images.decode import DecodedImage, NeededScale, decode_image
+from visionserve.images.budget import RequestPixels
+from visionserve.images.decode import DecodedImage, DecodeLimits, NeededScale, decode_image
 from visionserve.images.fetch import UrlFetcher
 from visionserve.images.numpy_input import array_from_bytes, looks_like_array
 from visionserve.images.sources import ENCODED, ImageSpec, decode_base64
@@ -17,25 +18,36 @@ NUMPY_SNIFFED = f"The data looks like a pickled numpy array (or .npy bytes), but
 
 
 class ImageLoader:
-    def __init__(self, fetcher: UrlFetcher, max_pixels: int, allow_numpy: bool = False) -> None:
+    def __init__(self, fetcher: UrlFetcher, limits: DecodeLimits, allow_numpy: bool = False) -> None:
         self.fetcher = fetcher
-        self.max_pixels = max_pixels
+        self.limits = limits
         self.allow_numpy = allow_numpy
 
-    def load(self, spec: ImageSpec, auto_orient: bool = True, needed: NeededScale | None = None) -> DecodedImage:
-        """The image as BGR uint8 pixels, whatever the declaration; `needed` allows draft decoding."""
+    def load(
+        self,
+        spec: ImageSpec,
+        auto_orient: bool = True,
+        needed: NeededScale | None = None,
+        budget: RequestPixels | None = None,
+    ) -> DecodedImage:
+        """The image as BGR uint8 pixels, whatever the declaration; `needed` allows draft decoding, `budget` is
+        charged with the pixels before they are decoded."""
+        charge = budget.charge if budget is not None else None
         if spec.type == "numpy":
             payload = spec.value if isinstance(spec.value, bytes) else decode_base64(spec.value)
-            return self._array(payload, NUMPY_DISABLED)
+            return self._array(payload, NUMPY_DISABLED, budget)
         data = self._encoded(spec)
         if looks_like_array(data):  # sent as image bytes, as the reference's v1 numpy example does
-            return self._array(data, NUMPY_SNIFFED)
-        return decode_image(data, self.max_pixels, auto_orient, needed)
+            return self._array(data, NUMPY_SNIFFED, budget)
+        return decode_image(data, self.limits, auto_orient, needed, charge)
 
-    def _array(self, payload: bytes, refusal: str) -> DecodedImage:
+    def _array(self, payload: bytes, refusal: str, budget: RequestPixels | None) -> DecodedImage:
         if not self.allow_numpy:
             raise InputImageError(refusal)
-        return array_from_bytes(payload, self.max_pixels)
+        image = array_from_bytes(payload, self.limits.max_pixels)
+        if budget is not None:
+            budget.charge(image.width, image.height)
+        return image
 
     def _encoded(self, spec: ImageSpec) -> bytes:
         if spec.type == "base64":

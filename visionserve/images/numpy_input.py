@@ -18,25 +18,49 @@ NPY_MAGIC = b"\x93NUMPY"
 # How `pickle.dumps(ndarray)` starts: protocols 2-5 open with PROTO n; 0 and 1 name numpy's reconstructor first.
 _PICKLE_STARTS = tuple(bytes([0x80, protocol]) for protocol in range(2, 6)) + (b"cnumpy",)
 
-# What `pickle.dumps(ndarray)` refers to, across numpy 1.x (numpy.core) and 2.x (numpy._core).
-_ARRAY_GLOBALS = frozenset(
-    {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("_codecs", "encode"),  # protocols 0-2 carry the raw bytes as latin-1 text
-    }
-)
+_NDARRAY = object()  # stands for numpy.ndarray in a pickle: it may be named, never called
+
+
+def _empty_array(subtype: object, shape: object, typecode: object) -> np.ndarray:
+    """numpy's `_reconstruct`, as pickles use it: an empty array that BUILD then fills from the payload. Any other
+    shape would be memory nobody wrote (another caller's pixels)."""
+    if subtype is not _NDARRAY or tuple(shape) != (0,):  # type: ignore[call-overload]
+        raise pickle.UnpicklingError("_reconstruct is only allowed for an empty ndarray")
+    return np.ndarray((0,), dtype=np.uint8)
+
+
+def _from_buffer(buffer: object, dtype: object, shape: object, order: object) -> np.ndarray:
+    """numpy's `_frombuffer` (protocol 5), for bytes carried in the payload only."""
+    if not isinstance(buffer, (bytes, bytearray)):
+        raise pickle.UnpicklingError("_frombuffer needs bytes from the payload")
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)  # type: ignore[arg-type, call-overload]
+
+
+def _latin1(text: object, encoding: object) -> bytes:
+    """`_codecs.encode` as protocols 0-2 use it for raw bytes; other codecs can expand data without bound."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("_codecs.encode is only allowed as str -> latin1")
+    return text.encode("latin-1")
+
+
+# What `pickle.dumps(ndarray)` refers to, across numpy 1.x (numpy.core) and 2.x (numpy._core), each bound to a
+# version that can only build arrays from the payload's own bytes.
+_ARRAY_GLOBALS: dict[tuple[str, str], object] = {
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _empty_array,
+    ("numpy._core.multiarray", "_reconstruct"): _empty_array,
+    ("numpy.core.numeric", "_frombuffer"): _from_buffer,
+    ("numpy._core.numeric", "_frombuffer"): _from_buffer,
+    ("_codecs", "encode"): _latin1,
+}
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> object:
         if (module, name) not in _ARRAY_GLOBALS:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
-        return super().find_class(module, name)
+        return _ARRAY_GLOBALS[(module, name)]
 
 
 def looks_like_array(data: bytes) -> bool:

@@ -35,9 +35,10 @@ class ModelManager:
         self._pinned: set[str] = set()
         self._lock = threading.Lock()
 
-    def get(self, model_id: str, api_key: str | None = None) -> LoadedModel:
+    def get(self, model_id: str, api_key: str | None = None, allow_remote: bool = True) -> LoadedModel:
         """The loaded model, loading it if needed; concurrent callers share one load. The API key is used only
-        to fetch a model from a remote source; a model in memory is served to any caller."""
+        to fetch a model from a remote source (asked only when `allow_remote`); a model in memory is served to
+        any caller."""
         validate_model_id(model_id)
         with self._lock:
             model = self._models.get(model_id)
@@ -56,7 +57,7 @@ class ModelManager:
                     f"Model {model_id} is still loading after {self._load_wait_s:.0f} s - retry request."
                 ) from None
         try:
-            model = self._loader(model_id, self._resolver.resolve(model_id, api_key))
+            model = self._loader(model_id, self._resolver.resolve(model_id, api_key, allow_remote))
         except BaseException as error:
             with self._lock:
                 del self._loading[model_id]

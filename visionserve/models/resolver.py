@@ -17,13 +17,17 @@ class ModelSource(Protocol):
 
 
 class ModelResolver:
-    def __init__(self, sources: Sequence[ModelSource]) -> None:
+    def __init__(self, sources: Sequence[ModelSource], remote_sources: Sequence[ModelSource] = ()) -> None:
         self.sources = list(sources)
+        self.remote_sources = list(remote_sources)  # fetch over the network, after every local source
 
-    def resolve(self, model_id: str, api_key: str | None = None) -> ModelPackage:
+    def resolve(self, model_id: str, api_key: str | None = None, allow_remote: bool = True) -> ModelPackage:
+        """The first source's package; remote sources are asked only when `allow_remote`."""
         validate_model_id(model_id)
-        for source in self.sources:
+        for source in [*self.sources, *(self.remote_sources if allow_remote else [])]:
             package = source.find(model_id, api_key)
             if package is not None:
                 return package
+        if self.remote_sources and not allow_remote:
+            raise ModelNotFoundError(model_id, remote_refused=True)
         raise ModelNotFoundError(model_id)

@@ -3,16 +3,43 @@
 A mask is `sigmoid(coefficients · prototypes)` at prototype resolution (a quarter of the input), then resampled to
 whatever resolution the answer needs. Only the part under the detection's box is ever computed or resampled, with
 one affine warp from prototype pixels straight to target pixels, so the cost follows the size of the objects, not
-of the image.
+of the image. The mask pixels one request may make are bounded (`MaskBudget`): a caller choosing confidence 0 and
+many detections on a huge image would otherwise choose the server's CPU time.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from visionserve.errors import InvalidRequestError
+
+
+class MaskBudget:
+    """Mask pixels (each mask counts its box, in answer pixels) a request may still make."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()  # a batch's chunks decode masks side by side
+
+    def charge(self, pixels: int) -> None:
+        with self._lock:
+            self.used += pixels
+            if self.used > self.limit:
+                raise InvalidRequestError(
+                    f"The masks of this request would cover more than {self.limit} pixels "
+                    "(VISIONSERVE_MAX_MASK_PIXELS): raise the confidence, lower max_detections, or send a smaller "
+                    "image."
+                )
+
+
+mask_budget: ContextVar[MaskBudget | None] = ContextVar("visionserve_mask_budget", default=None)
 
 
 @dataclass(frozen=True)
@@ -56,6 +83,9 @@ def decode_mask(
     top, bottom = max(0, math.floor(y1)), min(target_wh[1], math.ceil(y2))
     if right <= left or bottom <= top:
         return MaskPatch(np.zeros((0, 0), dtype=bool), left, top)
+    budget = mask_budget.get()
+    if budget is not None:
+        budget.charge((right - left) * (bottom - top))
     # Prototype pixels under the box, one pixel wider on each side so the warp never samples past the edge.
     px0 = max(0, math.floor(box[0] * gain_x) - 1)
     px1 = min(proto_w, math.ceil(box[2] * gain_x) + 1)
@@ -99,10 +129,3 @@ def largest_polygon(patch: MaskPatch) -> np.ndarray:
     contour[:, 1] += patch.top
     return contour
 
-
-def paste(patch: MaskPatch, height: int, width: int) -> np.ndarray:
-    """The patch on an all-false canvas of the target size."""
-    canvas = np.zeros((height, width), dtype=bool)
-    h, w = patch.mask.shape
-    canvas[patch.top : patch.top + h, patch.left : patch.left + w] = patch.mask
-    return canvas

@@ -29,7 +29,7 @@ from visionserve.tasks.detection import (
     ObjectDetectionPredictor,
     normalized_cxcywh_to_input_xyxy,
 )
-from visionserve.tasks.masks import MaskPatch, largest_polygon, paste
+from visionserve.tasks.masks import MaskPatch, largest_polygon
 from visionserve.tasks.preprocess import ImageTransform, InputSpec
 from visionserve.tasks.segmentation import (
     SegmentationParams,
@@ -146,7 +146,7 @@ class RFDETRSegmentationPredictor(RFDETRDetectionPredictor):
         for query in queries.tolist():
             patch = self.mask_patch(outputs[self.masks_at][query], transform)
             if params.mask_format == "rle":
-                masks.append(rle_field(paste(patch, height, width)) if patch.mask.any() else None)
+                masks.append(rle_field(patch, height, width) if patch.mask.any() else None)
             else:
                 masks.append(polygon_field(largest_polygon(patch)))
         return {"predictions": with_masks(predictions, masks)}

@@ -32,3 +32,19 @@ def rle_encode(mask: np.ndarray) -> dict[str, object]:
     if flat[0]:
         counts.insert(0, 0)
     return {"size": [height, width], "counts": _compress(counts)}
+
+
+def rle_encode_patch(patch: np.ndarray, left: int, top: int, height: int, width: int) -> dict[str, object]:
+    """The RLE of a `height` x `width` mask that is empty but for `patch` at (`left`, `top`), in time and memory
+    proportional to the patch, never to the image. Each patch column is framed by a false pixel above and below,
+    so every run boundary maps straight to its index in the image's column-major order (where a patch as tall as the
+image wraps from one column into the next, the two frame boundaries meet at one index and cancel)."""
+    rows, columns = patch.shape
+    framed = np.zeros((rows + 2, columns), dtype=bool)
+    framed[1:-1] = patch
+    edges = np.flatnonzero(np.diff(framed.ravel(order="F"))) + 1
+    column, row = np.divmod(edges, rows + 2)
+    in_image, meetings = np.unique((left + column) * height + top + row - 1, return_counts=True)
+    in_image = in_image[(meetings % 2 == 1) & (in_image < height * width)]  # the image's end is no boundary
+    counts = np.diff(np.concatenate([[0], in_image, [height * width]])).tolist()
+    return {"size": [height, width], "counts": _compress(counts)}

@@ -22,9 +22,9 @@ from visionserve.tasks.detection import (
     ObjectDetectionPredictor,
     parse_detection_options,
 )
-from visionserve.tasks.masks import Axis, decode_mask, largest_polygon, paste
+from visionserve.tasks.masks import Axis, MaskPatch, decode_mask, largest_polygon
 from visionserve.tasks.preprocess import ImageTransform
-from visionserve.tasks.rle import rle_encode
+from visionserve.tasks.rle import rle_encode_patch
 
 MASK_MODES = ("accurate", "fast", "tradeoff")
 MASK_FORMATS = ("polygon", "rle")
@@ -105,7 +105,7 @@ class InstanceSegmentationPredictor(ObjectDetectionPredictor):
         masks = []
         for box, coefficients in zip(detections.input_boxes, detections.extras):
             patch = decode_mask(protos, coefficients, box, self.input_hw, x_axis, y_axis, (width, height))
-            masks.append(rle_field(paste(patch, height, width)) if patch.mask.any() else None)
+            masks.append(rle_field(patch, height, width) if patch.mask.any() else None)
         return masks
 
 
@@ -117,8 +117,10 @@ def polygon_field(points: np.ndarray) -> dict[str, Any] | None:
     return {"points": [{"x": x, "y": y} for x, y in points.tolist()], "mask_format": "polygon"}
 
 
-def rle_field(mask: np.ndarray) -> dict[str, Any]:
-    return {"rle": rle_encode(mask), "mask_format": "rle"}
+def rle_field(patch: MaskPatch, height: int, width: int) -> dict[str, Any]:
+    """The patch's mask as RLE over the whole image, at the cost of the patch alone."""
+    rle = rle_encode_patch(patch.mask, patch.left, patch.top, height, width)
+    return {"rle": rle, "mask_format": "rle"}
 
 
 def with_masks(predictions: list[dict[str, Any]], masks: list[dict[str, Any] | None]) -> list[dict[str, Any]]:

@@ -4,12 +4,11 @@ Every route runs the same core path; a model whose task differs from the route's
 (No `from __future__ import annotations` here: the routes are built in a loop, so FastAPI needs real types.)
 """
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from visionserve.api.body import OffLoopBodyRoute
 from visionserve.api.keys import json_route_key
 from visionserve.api.schemas import (
     ClassificationRequest,
@@ -26,7 +25,7 @@ from visionserve.api.schemas import (
     OrientedDetectionRequest,
     OrientedDetectionResponse,
 )
-from visionserve.api.state import ServerState, get_state
+from visionserve.api.state import ServerState
 from visionserve.models.manifest import Task
 
 router = APIRouter(tags=["inference"])
@@ -49,11 +48,8 @@ def json_response(body: bytes) -> Response:
 def _add_route(
     path: str, task: Task, request_model: type[InferenceRequest], response_model: object, summary: str
 ) -> None:
-    async def infer(
-        body: request_model,  # type: ignore[valid-type]
-        request: Request,
-        state: Annotated[ServerState, Depends(get_state)],
-    ) -> Response:
+    async def infer(body: request_model, request: Request) -> Response:  # type: ignore[valid-type]
+        state: ServerState = request.app.state.visionserve
         job = body.to_job(task, state.request_key(json_route_key(request, body.api_key)))
         return json_response(await state.run_job(request, state.service.run_json, job))
 
@@ -66,6 +62,7 @@ def _add_route(
         responses=ERROR_RESPONSES,
         summary=summary,
         name=f"infer_{task.name.lower()}",
+        route_class_override=OffLoopBodyRoute,
     )
     TASK_PATHS[task] = path
 

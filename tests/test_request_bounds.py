@@ -1,0 +1,72 @@
+"""Issue 12: one request cannot stall or exhaust the server. Each test checks a bound that the server did not
+keep before: answers come fast, as a clear 4xx, while the event loop keeps serving /healthz."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import Server, image_value, photo
+
+# Generous: the test machine has 2 shared cores; what matters is seconds or minutes before the fix.
+FAST_S = 2.0
+
+
+class HealthProbe:
+    """Polls /healthz in a thread while a test attacks, and keeps the slowest answer."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.worst_s = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as http:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                assert http.get("/healthz").status_code == 200
+                self.worst_s = max(self.worst_s, time.monotonic() - started)
+                time.sleep(0.02)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def timed_post(http: httpx.Client, path: str, **kwargs: object) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = http.post(path, **kwargs)
+    return response, time.monotonic() - started
+
+
+# --- item 1: validation never on the event loop, 422s capped ---
+
+
+def test_a_long_list_of_broken_images_is_refused_at_once_and_healthz_keeps_answering(server: Server) -> None:
+    body = b'{"model_id": "nudenet/1", "image": [' + b",".join([b"{}"] * 100_000) + b"]}"  # 0.3 MB
+    with server.client() as http, HealthProbe(server.url) as probe:
+        response, seconds = timed_post(http, "/infer/object_detection", content=body,
+                                       headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and "VISIONSERVE_MAX_BATCH_IMAGES" in response.json()["message"]
+    assert seconds < FAST_S and probe.worst_s < FAST_S
+    assert len(response.content) < 1000
+
+
+def test_a_422_lists_a_few_problems_and_counts_them_all(client: httpx.Client) -> None:
+    images = [{"value": "x" * 10_000}] * 60  # every item lacks `type`, and echoing inputs would be megabytes
+    response = client.post("/infer/object_detection", json={"model_id": "nudenet/1", "image": images,
+                                                             "class_filter": [1] * 3})
+    assert response.status_code == 422
+    answer = response.json()
+    assert len(answer["detail"]) == 10 and len(response.content) < 5000
+    assert "problem(s) with the request; the first: body.image" in answer["message"]
