@@ -6,15 +6,15 @@ from typing import Annotated
 
 import typer
 
+from visionserve.cli.common import env_option
 from visionserve.config import Settings
 
 ApiUrlOption = Annotated[
     str | None,
-    typer.Option(
-        help="Server URL.", envvar="VISIONSERVE_API_URL", show_envvar=True,
-        show_default="the background server's, else http://127.0.0.1:9001",
+    env_option(
+        help="Server URL.", envvar="VISIONSERVE_API_URL", default="the background server's, else http://127.0.0.1:9001"
     ),
-]  # fmt: skip
+]
 ApiKeyOption = Annotated[str | None, typer.Option(help="API key sent with requests.")]
 
 

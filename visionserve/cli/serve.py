@@ -9,26 +9,21 @@ from typing import Annotated
 
 import typer
 
+from visionserve.cli.common import env_option
 from visionserve.config import Settings
 from visionserve.logs import log_config
 
 # Defaults are the settings' own (`visionserve.config.Settings`); shown here, applied there.
 HostOption = Annotated[
-    str | None,
-    typer.Option(
-        help="Bind address; 0.0.0.0 exposes the server.", envvar="VISIONSERVE_HOST", show_envvar=True,
-        show_default="127.0.0.1",
-    ),
-]  # fmt: skip
-PortOption = Annotated[
-    int | None, typer.Option(help="Port.", envvar="VISIONSERVE_PORT", show_envvar=True, show_default="9001")
+    str | None, env_option(help="Bind address; 0.0.0.0 exposes the server.", envvar="VISIONSERVE_HOST", default="127.0.0.1")
 ]
+PortOption = Annotated[int | None, env_option(help="Port.", envvar="VISIONSERVE_PORT", default="9001")]
 WorkersOption = Annotated[int, typer.Option(min=1, help="Worker processes, each with its own models.")]
 ModelOption = Annotated[
     list[str] | None,
-    typer.Option(
+    env_option(
         "--model", help="Load (and pin) this model before reporting ready; repeatable.",
-        envvar="VISIONSERVE_PRELOAD_MODELS", show_envvar=True, show_default="none",
+        envvar="VISIONSERVE_PRELOAD_MODELS", default="none",
     ),
 ]  # fmt: skip
 
@@ -38,11 +33,7 @@ def serve(
     port: PortOption = None,
     workers: WorkersOption = 1,
     log_level: Annotated[
-        str | None,
-        typer.Option(
-            help="debug, info, warning or error.", envvar="VISIONSERVE_LOG_LEVEL", show_envvar=True,
-            show_default="info",
-        ),
+        str | None, env_option(help="debug, info, warning or error.", envvar="VISIONSERVE_LOG_LEVEL", default="info")
     ] = None,
     model: ModelOption = None,
 ) -> None:
