@@ -202,3 +202,35 @@ def test_playground_asks_for_the_key_and_sends_it_as_a_bearer_token(start_server
     assert sent == ["Bearer sesame"]
     assert log.blocked == []
     _screenshot(page, "playground-key")
+
+
+@pytest.mark.parametrize(
+    ("model_id", "image", "shape"),
+    [
+        ("shapes-segment/1", "segment_0.jpg", "polygon.mask"),
+        ("shapes-pose/1", "pose_0.jpg", "circle.keypoint"),
+        ("shapes-obb/1", "obb_0.jpg", "polygon.oriented-box"),
+        ("shapes-classify/1", "classify_0.jpg", "text"),
+    ],
+)
+def test_playground_draws_every_task(fixture_server: Server, open_page, model_id: str, image: str, shape: str) -> None:
+    from tests.conftest import FIXTURES
+
+    page, _ = open_page(fixture_server, "/")
+    page.wait_for_selector(f"#model option[value='{model_id}']", state="attached")
+    page.select_option("#model", model_id)
+    if model_id.startswith("shapes-classify"):
+        assert page.locator("#iou").is_hidden()  # options a classifier does not take are not offered
+    result = _run_detection(page, FIXTURES / "images" / image)
+    drawn = page.locator(f"#overlay {shape}")
+    if shape == "circle.keypoint":
+        assert drawn.count() == sum(len(p["keypoints"]) for p in result["predictions"]) > 0
+        first = result["predictions"][0]["keypoints"][0]
+        assert float(drawn.first.get_attribute("cx")) == pytest.approx(first["x"])
+    elif shape == "text":
+        assert page.locator("#overlay text").text_content().startswith(result["top"]) and result["top"]
+    else:
+        assert drawn.count() == len(result["predictions"]) > 0
+        corners = [tuple(map(float, pair.split(","))) for pair in drawn.first.get_attribute("points").split()]
+        assert corners == [pytest.approx((p["x"], p["y"])) for p in result["predictions"][0]["points"]]
+    _screenshot(page, f"playground-{model_id.split('/')[0]}")
