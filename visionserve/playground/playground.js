@@ -195,12 +195,12 @@ function drawObject(prediction, unit, label) {
   if (!("angle" in prediction)) {
     shapes.push(element("rect", { ...common, class: "box", x: left, y: top, width: prediction.width, height: prediction.height }));
   }
-  for (const keypoint of prediction.keypoints || []) {
+  shapes.push(label(`${prediction.class} ${prediction.confidence.toFixed(2)}`, left, Math.max(top - 3 * unit, 11 * unit), stroke));
+  for (const keypoint of prediction.keypoints || []) { // drawn last: no label hides them
     // Each keypoint in its own colour (apex, left, right...), ringed in white to stand out on any background.
     const fill = colour(keypoint.class_id + 1);
     shapes.push(element("circle", { class: "keypoint", cx: keypoint.x, cy: keypoint.y, r: 4 * unit, fill, stroke: "#fff", "stroke-width": unit }));
   }
-  shapes.push(label(`${prediction.class} ${prediction.confidence.toFixed(2)}`, left, Math.max(top - 3 * unit, 11 * unit), stroke));
   return shapes;
 }
 
