@@ -70,3 +70,55 @@ def test_a_422_lists_a_few_problems_and_counts_them_all(client: httpx.Client) ->
     answer = response.json()
     assert len(answer["detail"]) == 10 and len(response.content) < 5000
     assert "problem(s) with the request; the first: body.image" in answer["message"]
+
+
+# --- item 9: header size, count and time ---
+
+
+def raw_exchange(server: Server, request: bytes, wait_s: float = 10.0) -> bytes:
+    """Send raw bytes, then read until the server closes the connection (or `wait_s` passes)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=wait_s) as sock:
+        try:
+            sock.sendall(request)
+        except OSError:
+            pass  # the server may close before it has read everything
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+    return answer
+
+
+def test_a_huge_header_line_is_refused_with_431_at_once(server: Server) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 * 1024 * 1024) + b"\r\n\r\n"
+    started = time.monotonic()
+    answer = raw_exchange(server, request)
+    assert answer.startswith(b"HTTP/1.1 431") and b"VISIONSERVE_MAX_HEADER_BYTES" in answer
+    assert time.monotonic() - started < FAST_S
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_too_many_headers_are_refused_with_431(server: Server) -> None:
+    headers = b"".join(b"X-H%d: v\r\n" % index for index in range(150))
+    answer = raw_exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 431") and b"VISIONSERVE_MAX_HEADER_COUNT" in answer
+
+
+def test_a_large_body_is_not_counted_as_headers(client: httpx.Client) -> None:
+    body = {"model_id": "nudenet/1", "image": image_value(photo("retina"), ".png")}  # one 1 MB chunk or more
+    assert client.post("/infer/object_detection", json=body).status_code == 200
+
+
+def test_connections_that_never_finish_their_headers_are_cut(start_server: Callable[..., Server]) -> None:
+    server = start_server({"VISIONSERVE_HEADER_TIMEOUT_S": "1"})
+    started = time.monotonic()
+    answer = raw_exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a", wait_s=30)
+    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 10
+    started = time.monotonic()
+    assert raw_exchange(server, b"", wait_s=30).startswith(b"HTTP/1.1 408")  # idle from the start
+    assert time.monotonic() - started < 10
+    assert httpx.get(f"{server.url}/healthz").status_code == 200

@@ -58,4 +58,5 @@ def serve(
         log_config=log_config(settings.log_level),
         access_log=False,  # visionserve.access writes one richer line per request
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        http="visionserve.api.http_guard:BoundedHttpProtocol",  # header size, count and time limits
     )

@@ -56,20 +56,24 @@ def _covariances(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return a * cos**2 + b * sin**2, a * sin**2 + b * cos**2, (a - b) * cos * sin
 
 
-def probiou(boxes: np.ndarray, eps: float = 1e-7) -> np.ndarray:
-    """Pairwise probabilistic IoU of rotated boxes [n, 5]: one minus the Hellinger distance between the boxes
-    seen as Gaussians (ProbIoU, the overlap Ultralytics' OBB NMS uses)."""
-    x, y = boxes[:, 0], boxes[:, 1]
-    a, b, c = _covariances(boxes)
-    a_sum, b_sum, c_sum = a[:, None] + a[None], b[:, None] + b[None], c[:, None] + c[None]
-    dx, dy = x[:, None] - x[None], y[:, None] - y[None]
+def probiou(boxes: np.ndarray, others: np.ndarray | None = None, eps: float = 1e-7) -> np.ndarray:
+    """Probabilistic IoU of rotated boxes [n, 5] with `others` [m, 5] (default: the same boxes), [n, m]: one minus
+    the Hellinger distance between the boxes seen as Gaussians (ProbIoU, the overlap Ultralytics' OBB NMS uses)."""
+    others = boxes if others is None else others
+    a1, b1, c1 = (term[:, None] for term in _covariances(boxes))
+    a2, b2, c2 = (term[None] for term in _covariances(others))
+    a_sum, b_sum, c_sum = a1 + a2, b1 + b2, c1 + c2
+    dx, dy = boxes[:, 0, None] - others[None, :, 0], boxes[:, 1, None] - others[None, :, 1]
     denominator = a_sum * b_sum - c_sum**2 + eps
     t1 = (a_sum * dy**2 + b_sum * dx**2) / denominator * 0.25
     t2 = (c_sum * -dx * dy) / denominator * 0.5
-    determinants = np.clip(a * b - c**2, 0, None)
-    t3 = 0.5 * np.log((a_sum * b_sum - c_sum**2) / (4 * np.sqrt(determinants[:, None] * determinants[None]) + eps) + eps)
+    determinants = np.sqrt(np.clip(a1 * b1 - c1**2, 0, None) * np.clip(a2 * b2 - c2**2, 0, None))
+    t3 = 0.5 * np.log((a_sum * b_sum - c_sum**2) / (4 * determinants + eps) + eps)
     distance = np.clip(t1 + t2 + t3, eps, 100.0)
     return 1.0 - np.sqrt(1.0 - np.exp(-distance) + eps)
+
+
+ROTATED_NMS_ROWS = 256  # better boxes compared at once: memory is this many rows of N, never N x N
 
 
 def rotated_nms(
@@ -81,13 +85,18 @@ def rotated_nms(
     class_agnostic: bool = False,
 ) -> np.ndarray:
     """Indices of kept rotated boxes [n, 5] (cx, cy, w, h, angle), best first. As Ultralytics does, a box goes if
-    any better box overlaps it by the threshold or more (fast NMS), whether that box was kept or not."""
+    any better box overlaps it by the threshold or more (fast NMS), whether that box was kept or not. The better
+    boxes are taken a block at a time, so memory grows with N, not N²."""
     if not len(boxes) or max_keep <= 0:
         return np.empty(0, dtype=np.intp)
     order = np.argsort(-scores, kind="stable")
     ordered = boxes[order].astype(np.float64)
     if not class_agnostic:
         ordered[:, :2] += _class_shifts(class_ids[order], ordered[:, :4])[:, None]
-    overlaps = np.triu(probiou(ordered), k=1)
-    survivors = order[overlaps.max(axis=0, initial=0.0) < iou_threshold]
+    worst_overlap = np.zeros(len(ordered))  # per box, its largest overlap with any better box
+    for start in range(0, len(ordered) - 1, ROTATED_NMS_ROWS):
+        stop = min(start + ROTATED_NMS_ROWS, len(ordered))
+        overlaps = np.triu(probiou(ordered[start:stop], ordered[start:]), k=1)  # row i: better box start + i
+        np.maximum(worst_overlap[start:], overlaps.max(axis=0), out=worst_overlap[start:])
+    survivors = order[worst_overlap < iou_threshold]
     return survivors[:max_keep]
