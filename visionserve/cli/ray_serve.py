@@ -14,7 +14,9 @@ import yaml
 from visionserve.cli.common import console, fail
 from visionserve.config import Settings
 
-app = typer.Typer(help="Run visionserve on a Ray cluster (needs `pip install visionserve[ray]`).", no_args_is_help=True)
+app = typer.Typer(
+    help="Run visionserve on a Ray cluster (needs `pip install visionserve[ray]`).", no_args_is_help=True
+)
 
 AddressOption = Annotated[
     str | None,
@@ -26,14 +28,28 @@ AddressOption = Annotated[
 @app.command("serve")
 def serve_on_ray(
     replicas: Annotated[int | None, typer.Option(min=1, help="Model-worker replicas (default 2).")] = None,
-    models_per_replica: Annotated[int | None, typer.Option(min=1, help="Models each worker keeps (default 4).")] = None,
+    models_per_replica: Annotated[
+        int | None, typer.Option(min=1, help="Models each worker keeps (default 4).")
+    ] = None,
     address: AddressOption = None,
-    ingress_replicas: Annotated[int | None, typer.Option(min=1, help="HTTP ingress replicas (default 1).")] = None,
-    cpus_per_replica: Annotated[float | None, typer.Option(min=0, help="CPUs per model worker (default 1).")] = None,
-    gpus_per_replica: Annotated[float | None, typer.Option(min=0, help="GPUs per model worker (default 0).")] = None,
-    host: Annotated[str | None, typer.Option(help="Ray's HTTP proxy bind address (env VISIONSERVE_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Ray's HTTP port (env VISIONSERVE_PORT, default 9001).")] = None,
-    num_cpus: Annotated[int | None, typer.Option(min=1, help="CPUs of a local cluster [default: all].")] = None,
+    ingress_replicas: Annotated[
+        int | None, typer.Option(min=1, help="HTTP ingress replicas (default 1).")
+    ] = None,
+    cpus_per_replica: Annotated[
+        float | None, typer.Option(min=0, help="CPUs per model worker (default 1).")
+    ] = None,
+    gpus_per_replica: Annotated[
+        float | None, typer.Option(min=0, help="GPUs per model worker (default 0).")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Ray's HTTP proxy bind address (env VISIONSERVE_HOST).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Ray's HTTP port (env VISIONSERVE_PORT, default 9001).")
+    ] = None,
+    num_cpus: Annotated[
+        int | None, typer.Option(min=1, help="CPUs of a local cluster [default: all].")
+    ] = None,
     print_config: Annotated[
         bool, typer.Option(help="Print the Serve config file (for `serve deploy`, KubeRay) and exit.")
     ] = False,
@@ -53,7 +69,9 @@ def serve_on_ray(
     settings = Settings()
     host, port = host or settings.host, port or settings.port
     if print_config:
-        console.print(yaml.safe_dump(serve_config(layout, host, port), sort_keys=False), end="", soft_wrap=True)
+        console.print(
+            yaml.safe_dump(serve_config(layout, host, port), sort_keys=False), end="", soft_wrap=True
+        )
         return
 
     import ray
@@ -63,7 +81,11 @@ def serve_on_ray(
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a self-hosted server reports nothing home
     if address is None:  # a cluster of this machine alone: on loopback unless the proxy is exposed
-        ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1" if _is_loopback(host) else None, log_to_driver=False)
+        ray.init(
+            num_cpus=num_cpus,
+            _node_ip_address="127.0.0.1" if _is_loopback(host) else None,
+            log_to_driver=False,
+        )
     else:
         ray.init(address=address, log_to_driver=False)
     serve.start(http_options={"host": host, "port": port})

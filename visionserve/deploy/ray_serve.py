@@ -22,7 +22,6 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,6 @@ from visionserve.config import Settings
 from visionserve.core import ImageResult, InferenceJob, InferenceService
 from visionserve.errors import ClientClosedRequest, ServiceUnavailableError, VisionServeError
 from visionserve.models.ids import validate_model_id
-from visionserve.models.loader import LoadedModel
 
 BUILDER_IMPORT_PATH = "visionserve.deploy.ray_serve:build_app"
 LOAD_LOG_MARKER = "visionserve-model-load"  # one line per model load in a worker replica's Serve log
@@ -59,7 +57,6 @@ UNAVAILABLE = (
     BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, RequestCancelledError, RayActorError
 )  # fmt: skip
 logger = logging.getLogger("ray.serve")  # Serve writes this logger to each replica's own log file
-_caller_key: ContextVar[str | None] = ContextVar("visionserve_caller_key", default=None)
 
 
 class RayLayout(BaseSettings):
@@ -72,11 +69,15 @@ class RayLayout(BaseSettings):
     route_prefix: str = "/"
     ingress_replicas: int = Field(1, ge=1, description="Replicas serving HTTP (parse, route, answer).")
     ingress_cpus: float = Field(0.0, ge=0, description="CPUs reserved per ingress replica (it mostly waits).")
-    ingress_max_ongoing_requests: int = Field(64, ge=1, description="Requests one ingress replica holds at once.")
+    ingress_max_ongoing_requests: int = Field(
+        64, ge=1, description="Requests one ingress replica holds at once."
+    )
     worker_replicas: int = Field(2, ge=1, description="Model-worker replicas (inference).")
     worker_cpus: float = Field(1.0, ge=0, description="CPUs reserved per model-worker replica.")
     worker_gpus: float = Field(0.0, ge=0, description="GPUs reserved per model-worker replica.")
-    worker_max_ongoing_requests: int = Field(4, ge=1, description="Jobs one worker replica runs or queues at once.")
+    worker_max_ongoing_requests: int = Field(
+        4, ge=1, description="Jobs one worker replica runs or queues at once."
+    )
     models_per_replica: int = Field(4, ge=1, description="Models a worker replica keeps in memory.")
     max_queued_requests: int = Field(
         64, ge=-1, description="Requests each caller (proxy, ingress) queues per deployment; more get 503."
@@ -100,7 +101,9 @@ class WorkerError:
 
 def portable(job: InferenceJob) -> dict[str, Any]:
     """The job's fields for another process; the cancellation event stays here (the request is cancelled)."""
-    return {field.name: getattr(job, field.name) for field in dataclasses.fields(job) if field.name != "cancelled"}
+    return {
+        field.name: getattr(job, field.name) for field in dataclasses.fields(job) if field.name != "cancelled"
+    }
 
 
 class ClusterInference(InferenceService):
@@ -108,7 +111,8 @@ class ClusterInference(InferenceService):
     (its manager, image limits) stays the ingress's own."""
 
     def __init__(self, local: InferenceService, workers: DeploymentHandle) -> None:
-        vars(self).update(vars(local))  # the ingress's own manager, image loader and limits, whatever they are
+        # The ingress's own manager, image loader and limits, whatever the local service holds.
+        vars(self).update(vars(local))
         self._workers = workers
 
     def run(self, job: InferenceJob) -> list[ImageResult]:
@@ -157,16 +161,18 @@ class ModelWorkerReplica:
     def __init__(self, models_per_replica: int, cpus: float) -> None:
         self._state = ServerState.build(worker_settings(models_per_replica, cpus))
 
-        async def hold(model_id: str) -> LoadedModel:  # a function: Ray keeps its model cache on it
-            return await self._load(model_id)
+        async def hold(model_id: str) -> str:  # a function: Ray keeps its record on it
+            return model_id
 
-        # Decorated here, not on the class: the model count is configuration, not a constant.
+        # Ray's record of the models here, by which it routes; the manager holds the models themselves, evicting in
+        # the same LRU order. Decorated here, not on the class: the model count is configuration, not a constant.
         self._hold = serve.multiplexed(max_num_models_per_replica=models_per_replica)(hold)
 
     async def infer(self, job_fields: dict[str, Any]) -> list[ImageResult] | WorkerError:
         job = InferenceJob(**job_fields)
-        _caller_key.set(job.api_key)
         try:
+            # Loaded first, so a model that fails to load never enters Ray's record (or evicts one that is there).
+            await self._state.in_worker(self._load, job.model_id, job.api_key)
             await self._hold(job.model_id)
             return await self._state.in_worker(self._state.service.run, job)
         except VisionServeError as error:
@@ -175,13 +181,14 @@ class ModelWorkerReplica:
             job.cancelled.set()  # the thread checks it between stages
             raise
 
-    async def _load(self, model_id: str) -> LoadedModel:
-        """Ray's multiplex hook: the load that makes Ray route this model's requests here."""
+    def _load(self, model_id: str, api_key: str | None) -> None:
+        """The model in memory; a load (not a cache hit) is logged, so loads can be counted per replica."""
         loads_before = self._onnx_loads()
-        model = await self._state.in_worker(self._state.manager.get, model_id, _caller_key.get())
+        self._state.manager.get(model_id, api_key)
         if self._onnx_loads() > loads_before:
-            logger.info("%s model=%s pid=%d loads=%d", LOAD_LOG_MARKER, model_id, os.getpid(), self._onnx_loads())
-        return model
+            logger.info(
+                "%s model=%s pid=%d loads=%d", LOAD_LOG_MARKER, model_id, os.getpid(), self._onnx_loads()
+            )
 
     def _onnx_loads(self) -> int:
         return int(
@@ -265,7 +272,11 @@ def build_application(layout: RayLayout, env: Mapping[str, str] = os.environ) ->
     runtime_env = {"env_vars": shared_settings(env)}
     workers = ModelWorker.options(
         num_replicas=layout.worker_replicas,
-        ray_actor_options={"num_cpus": layout.worker_cpus, "num_gpus": layout.worker_gpus, "runtime_env": runtime_env},
+        ray_actor_options={
+            "num_cpus": layout.worker_cpus,
+            "num_gpus": layout.worker_gpus,
+            "runtime_env": runtime_env,
+        },
         max_ongoing_requests=layout.worker_max_ongoing_requests,
         max_queued_requests=layout.max_queued_requests,
     ).bind(layout.models_per_replica, layout.worker_cpus)
