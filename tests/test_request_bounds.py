@@ -122,3 +122,74 @@ def test_connections_that_never_finish_their_headers_are_cut(start_server: Calla
     assert raw_exchange(server, b"", wait_s=30).startswith(b"HTTP/1.1 408")  # idle from the start
     assert time.monotonic() - started < 10
     assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+# --- item 4: image URLs under one wall-clock deadline ---
+
+
+class DrippingServer:
+    """A loopback HTTP server that sends its status line and headers one byte every `pause_s`, forever."""
+
+    def __init__(self, pause_s: float = 0.2) -> None:
+        import socket
+
+        self.pause_s = pause_s
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/photo.jpg"
+        self.open_connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    def _drip(self, connection: object) -> None:
+        self.open_connections += 1
+        try:
+            for byte in iter(lambda: b"H", None):
+                connection.sendall(byte)  # type: ignore[attr-defined]
+                time.sleep(self.pause_s)
+        except OSError:
+            pass
+        finally:
+            self.open_connections -= 1
+            connection.close()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def dripping() -> Iterator[DrippingServer]:
+    server = DrippingServer()
+    yield server
+    server.close()
+
+
+def test_a_url_that_drips_its_headers_is_cut_off_at_the_deadline(
+    start_server: Callable[..., Server], dripping: DrippingServer
+) -> None:
+    server = start_server({"VISIONSERVE_URL_ALLOW_HOSTS": "127.0.0.1", "VISIONSERVE_URL_TIMEOUT_S": "1.5"})
+    with server.client() as http:
+        body = {"model_id": "nudenet/1", "image": {"type": "url", "value": dripping.url}}
+        response, seconds = timed_post(http, "/infer/object_detection", json=body)
+    assert response.status_code == 400 and "1.5 s" in response.json()["message"]
+    assert seconds < 1.5 + FAST_S
+    time.sleep(1.0)
+    assert dripping.open_connections == 0  # the worker let go of the connection
+
+
+def test_a_cancelled_request_stops_its_download(start_server: Callable[..., Server], dripping: DrippingServer) -> None:
+    server = start_server({"VISIONSERVE_URL_ALLOW_HOSTS": "127.0.0.1", "VISIONSERVE_URL_TIMEOUT_S": "60",
+                           "VISIONSERVE_REQUEST_TIMEOUT_S": "1"})
+    with server.client() as http:
+        body = {"model_id": "nudenet/1", "image": {"type": "url", "value": dripping.url}}
+        assert http.post("/infer/object_detection", json=body).status_code == 504
+        deadline = time.monotonic() + 10
+        while dripping.open_connections and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert dripping.open_connections == 0  # long before the 60 s URL deadline

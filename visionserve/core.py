@@ -19,6 +19,7 @@ from visionserve.errors import ClientClosedRequest, InvalidRequestError, with_ar
 from visionserve.images.annotate import annotate
 from visionserve.images.budget import RequestPixels, ServerPixels
 from visionserve.images.loader import ImageLoader
+from visionserve.http_deadline import cancellation
 from visionserve.images.sources import ImageSpec
 from visionserve.models.loader import LoadedModel
 from visionserve.models.manager import ModelManager
@@ -96,6 +97,7 @@ class InferenceService:
         if len(job.images) > self.max_batch_images:
             raise too_many_images(len(job.images), self.max_batch_images)
         check_option_limits(job.options)
+        cancellation.set(job.cancelled)  # this job's context: its downloads stop when it is cancelled
         model = self._model(job)
         if job.expected_task is not None and model.task is not job.expected_task:
             raise InvalidRequestError(

@@ -1,5 +1,6 @@
 """Downloading image URLs safely: http(s) only, public destinations only (no SSRF into loopback, private
-networks or cloud metadata), a deadline, a size cap, and every redirect hop checked again.
+networks or cloud metadata), one wall-clock deadline over connect, headers and body of every hop, a size cap, and
+every redirect hop checked again.
 
 The host is resolved and checked once, and the connection goes to that checked address, so a DNS answer that
 changes between the check and the connection (DNS rebinding) cannot redirect the download.
@@ -7,9 +8,6 @@ changes between the check and the connection (DNS rebinding) cannot redirect the
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-import time
 from collections.abc import Iterable
 from typing import NamedTuple
 from urllib.parse import urljoin
@@ -18,15 +16,10 @@ import httpx
 
 from visionserve import __version__
 from visionserve.errors import InputImageError
+from visionserve.http_deadline import deadline, deadline_transport
+from visionserve.netpolicy import DestinationRefused, IPAddress, UnresolvableHost, checked_address
 
 MAX_REDIRECTS = 5
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def _is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
 
 
 class _PinnedRequest(NamedTuple):
@@ -54,6 +47,7 @@ class UrlFetcher:
             follow_redirects=False,
             headers={"User-Agent": f"visionserve/{__version__}"},
             trust_env=False,
+            transport=deadline_transport(),
         )
 
     def close(self) -> None:
@@ -62,7 +56,10 @@ class UrlFetcher:
     def fetch(self, url: str) -> bytes:
         if not self.enabled:
             raise InputImageError("Providing images via URL is disabled on this server (VISIONSERVE_ALLOW_URL_INPUT).")
-        deadline = time.monotonic() + self.timeout_s
+        with deadline(self.timeout_s):
+            return self._fetch(url)
+
+    def _fetch(self, url: str) -> bytes:
         for _ in range(MAX_REDIRECTS + 1):
             target = self._checked(url)
             try:
@@ -72,7 +69,7 @@ class UrlFetcher:
                         continue
                     if response.status_code != 200:
                         raise _not_loaded(f"the server answered HTTP {response.status_code}.")
-                    return self._read_capped(response, deadline)
+                    return self._read_capped(response)
             except httpx.TimeoutException:
                 raise _not_loaded(f"no answer within {self.timeout_s:g} s.") from None
             except httpx.HTTPError as error:
@@ -95,21 +92,13 @@ class UrlFetcher:
 
     def _resolve(self, host: str, port: int) -> IPAddress:
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError):
-            raise _not_loaded(f"the host {host} cannot be resolved.") from None
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
-        if host not in self.allow_hosts:
-            for address in addresses:
-                if not _is_public(address):
-                    raise InputImageError(
-                        f"URL points to a network destination that is not allowed: {host} resolves to {address}, "
-                        "a loopback, private, link-local or otherwise non-public address. Add the host to "
-                        "VISIONSERVE_URL_ALLOW_HOSTS to allow it."
-                    )
-        return addresses[0]
+            return checked_address(host, port, self.allow_hosts, "VISIONSERVE_URL_ALLOW_HOSTS")
+        except UnresolvableHost as error:
+            raise _not_loaded(str(error)) from None
+        except DestinationRefused as error:
+            raise InputImageError(f"URL points to a network destination that is not allowed: {error}") from None
 
-    def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
+    def _read_capped(self, response: httpx.Response) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise self._too_large()
@@ -118,8 +107,6 @@ class UrlFetcher:
             size += len(chunk)
             if size > self.max_bytes:
                 raise self._too_large()
-            if time.monotonic() > deadline:
-                raise _not_loaded(f"the download took longer than {self.timeout_s:g} s.")
             chunks.append(chunk)
         return b"".join(chunks)
 
