@@ -11,7 +11,6 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,8 +22,9 @@ from tests.conftest import FIXTURES, b64
 from tests.test_api_detection import without_ids
 from tests.test_official_sdk import official_client, ours, photos  # noqa: F401  (photos: a fixture)
 from visionserve.config import Settings
-from visionserve.deploy.ray_serve import ModelLoad, model_loads
-from visionserve.server_process import free_port
+from visionserve.deploy.ray_process import RayServeProcess
+from visionserve.models.inspect import ManifestOverrides, import_model
+from visionserve.models.store import ModelStore
 
 ROOT = Path(__file__).parent.parent
 MANIFEST = ROOT / "deploy" / "kuberay" / "rayservice.yaml"
@@ -33,71 +33,26 @@ FIXTURE_MODEL = "shapes-detect/1"
 ASTRONAUT = b64((ROOT / "visionserve" / "assets" / "astronaut.jpg").read_bytes())
 
 
-@dataclass
-class RayApp:
-    """`visionserve ray serve` running a local Ray cluster, and where its Serve logs are."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    ray_temp: Path
-
-    @property
-    def session(self) -> Path:
-        return self.ray_temp / "ray" / "session_latest"
-
-    def loads(self) -> list[ModelLoad]:
-        return model_loads(self.session)
-
-    def worker_logs(self) -> set[Path]:
-        """One per model-worker replica ever started."""
-        return set((self.session / "logs" / "serve").glob("replica_*_ModelWorker_*.log"))
-
-
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "visionserve", "ray", "serve", *args]
 
 
 @pytest.fixture(scope="module")
-def ray_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayApp]:
+def ray_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayServeProcess]:
     """Two model workers of one model each (half a CPU apiece, one ONNX thread) on a 2-CPU local cluster, small
     queues so that back-pressure shows, a store holding a fixture model next to the built-in one."""
-    from visionserve.models.inspect import ManifestOverrides, import_model
-    from visionserve.models.store import ModelStore
-
     home = tmp_path_factory.mktemp("ray-home")
     import_model(ModelStore(home / "models"), FIXTURES / "models" / "shapes-detect.onnx", FIXTURE_MODEL,
                  ManifestOverrides())  # fmt: skip
-    ray_temp = tmp_path_factory.mktemp("ray")
     env = {
-        **os.environ, "RAY_TMPDIR": str(ray_temp), "RAY_USAGE_STATS_ENABLED": "0",
         "VISIONSERVE_HOME": str(home), "VISIONSERVE_WEIGHTS_API": "", "VISIONSERVE_LOG_LEVEL": "warning",
         "VISIONSERVE_RAY_WORKER_CPUS": "0.5", "VISIONSERVE_RAY_WORKER_MAX_ONGOING_REQUESTS": "2",
         "VISIONSERVE_RAY_MAX_QUEUED_REQUESTS": "4",
     }  # fmt: skip
-    port = free_port()
-    log_path = ray_temp / "cli.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            cli("--replicas", "2", "--models-per-replica", "1", "--port", str(port), "--num-cpus", "2"),
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    app = RayApp(f"http://127.0.0.1:{port}", process, ray_temp)
-    try:
-        deadline = time.monotonic() + 180
-        while "visionserve on Ray" not in log_path.read_text(errors="replace"):
-            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text(
-                errors="replace"
-            )
-            time.sleep(0.5)
-        assert httpx.get(f"{app.url}/readiness", timeout=10).status_code == 200
-        yield app
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    args = ("--replicas", "2", "--models-per-replica", "1", "--num-cpus", "2")
+    running = RayServeProcess(tmp_path_factory.mktemp("ray"), args, env).start()
+    yield running
+    running.stop()
 
 
 def detect(http: httpx.Client, model_id: str) -> httpx.Response:
@@ -126,7 +81,7 @@ def test_the_kuberay_manifest_deploys_what_the_cli_does() -> None:
 
 
 def test_official_client_gets_the_single_process_answers(
-    ray_app: RayApp,
+    ray_app: RayServeProcess,
     client: httpx.Client,
     photos: list[Path],  # noqa: F811
 ) -> None:
@@ -142,7 +97,7 @@ def test_official_client_gets_the_single_process_answers(
     assert [without_ids(item["result"]) for item in batch] == [ours(client, path, 0.2) for path in photos]
 
 
-def test_every_route_is_served_through_ray(ray_app: RayApp) -> None:
+def test_every_route_is_served_through_ray(ray_app: RayServeProcess) -> None:
     with httpx.Client(base_url=ray_app.url, timeout=60) as http:
         assert http.get("/info").status_code == 200
         assert http.get("/docs").status_code == 200
@@ -153,7 +108,7 @@ def test_every_route_is_served_through_ray(ray_app: RayApp) -> None:
         assert len(detect(http, NUDENET).headers.get_list("x-request-id")) == 1
 
 
-def test_requests_go_to_the_replica_holding_their_model(ray_app: RayApp) -> None:
+def test_requests_go_to_the_replica_holding_their_model(ray_app: RayServeProcess) -> None:
     """Two replicas of one model each, two models: alternating requests load each model once, not every time."""
     before = set(ray_app.loads())
     with httpx.Client(base_url=ray_app.url, timeout=60) as http:
@@ -166,7 +121,7 @@ def test_requests_go_to_the_replica_holding_their_model(ray_app: RayApp) -> None
     print(f"\n40 alternating requests, 2 replicas x 1 model: {len(new_loads)} model loads {new_loads}")
 
 
-def test_beyond_capacity_callers_get_503_with_retry_after(ray_app: RayApp) -> None:
+def test_beyond_capacity_callers_get_503_with_retry_after(ray_app: RayServeProcess) -> None:
     with httpx.Client(base_url=ray_app.url, timeout=60) as http, ThreadPoolExecutor(24) as pool:
         responses = list(pool.map(lambda _: detect(http, NUDENET), range(48)))
     statuses = {response.status_code for response in responses}
@@ -186,7 +141,7 @@ def with_retries(http: httpx.Client, model_id: str) -> tuple[int, int]:
     return 503, 30
 
 
-def test_a_killed_worker_costs_only_retries(ray_app: RayApp) -> None:
+def test_a_killed_worker_costs_only_retries(ray_app: RayServeProcess) -> None:
     with httpx.Client(base_url=ray_app.url, timeout=60) as http:
         assert detect(http, NUDENET).status_code == 200
         workers_before = ray_app.worker_logs()

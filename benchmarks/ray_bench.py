@@ -1,0 +1,180 @@
+"""`make bench-ray`: the Ray Serve deployment against the single-process server, side by side in one run on the
+same cores, model (nudenet/1, YOLOv8n at 320) and photo (640x480 JPEG):
+
+1. Throughput: 2 model-worker replicas of one ONNX thread each vs one server process running two forward passes of
+   one thread each (the same thread budget); ratio (goal >= 0.80), and what Ray adds per request: p50 at one client
+   and CPU milliseconds per request (cores / throughput).
+2. Model capacity: 2 replicas x 4 models, 8 distinct models round-robin: loads during warm-up, then none after.
+
+    python -m benchmarks.ray_bench [--seconds 10] [--concurrency 8]
+
+Load comes from wrk (a C load generator) when installed, else visionserve.loadtest.http_load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import httpx
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.detect import test_photo
+from visionserve.deploy.ray_process import RayServeProcess
+from visionserve.loadtest import http_load
+from visionserve.models.inspect import ManifestOverrides, import_model
+from visionserve.models.store import ModelStore
+from visionserve.server_process import ServerProcess
+
+console = Console(width=120)
+FIXTURE_MODELS = Path(__file__).parent.parent / "tests" / "fixtures" / "models"
+PATH = "/infer/object_detection"
+ONE_THREAD = {
+    "VISIONSERVE_INTRA_OP_THREADS": "1",
+    "VISIONSERVE_LOG_LEVEL": "warning",
+    "VISIONSERVE_WEIGHTS_API": "",
+}
+# Eight distinct detectors: the built-in one and the fixture exports (one of them under a second id).
+CAPACITY_MODELS = {
+    "shapes-detect/1": "shapes-detect.onnx",
+    "shapes-detect-dynamic/1": "shapes-detect-dynamic.onnx",
+    "shapes-detect-nms/1": "shapes-detect-nms.onnx",
+    "shapes-detect-v5classic/1": "shapes-detect-v5classic.onnx",
+    "shapes-detect-v5u/1": "shapes-detect-v5u.onnx",
+    "shapes-detect-yolo11/1": "shapes-detect-yolo11.onnx",
+    "shapes-detect-copy/1": "shapes-detect.onnx",
+}
+
+
+def request_body(model_id: str, jpeg: bytes) -> bytes:
+    return orjson.dumps(
+        {"model_id": model_id, "image": {"type": "base64", "value": base64.b64encode(jpeg).decode()}}
+    )
+
+
+def requests_per_second(url: str, body: bytes, concurrency: int, seconds: float) -> float:
+    """wrk's throughput (non-200 answers make it fail), else the Python load generator's."""
+    if shutil.which("wrk") is None:
+        timing = http_load(url, PATH, body, concurrency, seconds=seconds)
+        assert timing.errors == 0, f"{timing.errors} failed requests"
+        return timing.per_second
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(
+            f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {orjson.dumps(body.decode()).decode()}\n'
+        )
+        script.flush()
+        for warmup_or_run in (2, seconds):
+            command = [
+                "wrk",
+                "-t1",
+                f"-c{concurrency}",
+                f"-d{warmup_or_run:g}s",
+                "-s",
+                script.name,
+                url + PATH,
+            ]
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "Non-2xx" not in output, output
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
+
+
+def p50_ms(url: str, body: bytes, seconds: float) -> float:
+    return http_load(url, PATH, body, 1, seconds=seconds).percentile_ms(50)
+
+
+def capacity_round_robin(url: str, models: list[str], jpeg: bytes, rounds: int) -> None:
+    with httpx.Client(base_url=url, timeout=120) as http:
+        for _ in range(rounds):
+            for model_id in models:
+                response = http.post(
+                    PATH, content=request_body(model_id, jpeg), headers={"Content-Type": "application/json"}
+                )
+                response.raise_for_status()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="turns each deployment takes; the best one counts"
+    )
+    args = parser.parse_args()
+    jpeg = test_photo(640, 480)
+    body = request_body("nudenet/1", jpeg)
+    cores = os.cpu_count() or 1
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    console.print(f"{cores} cores ({cpu}), shared with other work: figures are noisy")
+
+    with tempfile.TemporaryDirectory() as folder:
+        home = Path(folder) / "home"
+        store = ModelStore(home / "models")
+        for model_id, file_name in CAPACITY_MODELS.items():
+            import_model(store, FIXTURE_MODELS / file_name, model_id, ManifestOverrides())
+        env = {**ONE_THREAD, "VISIONSERVE_HOME": str(home)}
+
+        single = ServerProcess(
+            Path(folder) / "single.log", env={**env, "VISIONSERVE_CONCURRENT_RUNS": "2"}
+        ).start()
+        ray_args = (
+            "--replicas",
+            "2",
+            "--models-per-replica",
+            "4",
+            "--cpus-per-replica",
+            "1",
+            "--num-cpus",
+            str(cores),
+        )
+        on_ray = RayServeProcess(Path(folder) / "ray", ray_args, env).start()
+        try:  # both stay up (idle, they cost nothing) and take turns, so drifting noise hits both alike
+            rates: dict[str, list[float]] = {single.url: [], on_ray.url: []}
+            for _ in range(args.rounds):
+                for url, measured in rates.items():
+                    measured.append(requests_per_second(url, body, args.concurrency, args.seconds))
+            single_rps, ray_rps = max(rates[single.url]), max(rates[on_ray.url])
+            single_p50, ray_p50 = (p50_ms(url, body, args.seconds / 2) for url in (single.url, on_ray.url))
+            models = ["nudenet/1", *CAPACITY_MODELS]
+            loads_before = len(on_ray.loads())
+            capacity_round_robin(on_ray.url, models, jpeg, rounds=2)
+            warmup_loads = len(on_ray.loads()) - loads_before
+            capacity_round_robin(on_ray.url, models, jpeg, rounds=10)
+            steady_loads = len(on_ray.loads()) - loads_before - warmup_loads
+            per_replica = {load.replica: load.loads_so_far for load in on_ray.loads()}
+        finally:
+            single.stop()
+            on_ray.stop()
+
+    console.print(f"requests/s per turn: one process {rates[single.url]}, Ray {rates[on_ray.url]}")
+    table = Table(title="Ray Serve vs one process, nudenet/1 (320), 640x480 JPEG, 2 x 1 ONNX thread")
+    for column in ("measure", "one process", "Ray Serve", "Ray / one process"):
+        table.add_column(column, justify="right" if column != "measure" else "left")
+    table.add_row(f"requests/s at {args.concurrency} clients", f"{single_rps:.1f}", f"{ray_rps:.1f}",
+                  f"{ray_rps / single_rps:.2f} (goal >= 0.80)")  # fmt: skip
+    table.add_row(
+        "p50 at 1 client, ms", f"{single_p50:.1f}", f"{ray_p50:.1f}", f"+{ray_p50 - single_p50:.1f} ms"
+    )
+    single_cpu_ms, ray_cpu_ms = 1000 * cores / single_rps, 1000 * cores / ray_rps
+    table.add_row("CPU ms per request (cores / throughput)", f"{single_cpu_ms:.1f}", f"{ray_cpu_ms:.1f}",
+                  f"+{ray_cpu_ms - single_cpu_ms:.1f} ms")  # fmt: skip
+    console.print(table)
+    console.print(
+        f"Model capacity, 2 replicas x 4 models, 8 models round-robin: {warmup_loads} loads in the 2 warm-up rounds, "
+        f"{steady_loads} in the next 10 rounds (80 requests); loads per replica: {sorted(per_replica.values())}"
+    )
+
+
+if __name__ == "__main__":
+    main()
