@@ -98,3 +98,9 @@ class ServiceUnavailableError(VisionServeError):
 
     status_code = 503
     headers = {"Retry-After": "1"}
+
+
+class InsufficientStorageError(VisionServeError):
+    """The disk (or the model store's quota) has no room for what was asked."""
+
+    status_code = 507

@@ -38,7 +38,7 @@ from visionserve.models.manifest import ModelPackage
 from visionserve.models.remote import RemoteModels
 from visionserve.models.resolver import ModelResolver, ModelSource
 from visionserve.models.store import ModelStore
-from visionserve.models.weights_api import WeightsApi
+from visionserve.models.weights_api import WeightsApi, WeightsApiLimits
 from visionserve.runtime.onnx_model import RuntimeOptions, available_cores, plan_threads
 
 T = TypeVar("T")
@@ -73,7 +73,15 @@ class ServerState:
     def build(cls, settings: Settings) -> ServerState:
         store = ModelStore(settings.models_dir)
         sources: list[ModelSource] = [store, BuiltinModels()]
-        weights_api = WeightsApi(settings.weights_api, settings.weights_api_timeout_s) if settings.weights_api else None
+        weights_api = None
+        if settings.weights_api:
+            api_limits = WeightsApiLimits(
+                max_json_bytes=settings.weights_api_max_json_bytes,
+                max_model_bytes=settings.max_model_bytes,
+                failed_lookup_ttl_s=settings.failed_lookup_ttl_s,
+                allow_hosts=frozenset(host.lower() for host in settings.weights_api_allow_hosts),
+            )
+            weights_api = WeightsApi(settings.weights_api, settings.weights_api_timeout_s, limits=api_limits)
         remote = [RemoteModels(weights_api, store, settings.weights_api_key)] if weights_api is not None else []
         runtime = settings_runtime(settings)
         metrics = Metrics()

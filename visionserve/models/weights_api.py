@@ -6,15 +6,22 @@ Protocol (the reference's): `GET {base}/ort/{project}/{version}?api_key=...` ans
 
 Downloads go to a `.partial` file, resume with a Range request after a transient failure, are checked against the
 announced size and MD5 (`x-goog-hash`), and only then renamed into place.
+
+The API is trusted no further than it must be: replies are capped in size (JSON and weights), every exchange keeps
+a wall-clock deadline, weights URLs and redirects go to public addresses only (the API's own host and operator-listed
+hosts excepted), a failed lookup is remembered for a while instead of retried by every request, and a reply of the
+wrong shape is a 502, never a 500.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,9 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from visionserve import __version__
-from visionserve.errors import ModelNotFoundError, VisionServeError
+from visionserve.errors import InsufficientStorageError, ModelNotFoundError, VisionServeError
+from visionserve.http_deadline import deadline, deadline_transport
+from visionserve.netpolicy import DestinationRefused, UnresolvableHost, checked_address
 
 logger = logging.getLogger(__name__)
 
@@ -97,24 +107,85 @@ def _md5_from_headers(headers: httpx.Headers) -> bytes | None:
     return None
 
 
+@dataclass(frozen=True)
+class WeightsApiLimits:
+    max_json_bytes: int = 16 * 1024 * 1024  # a description or environment.json
+    max_model_bytes: int = 2 * 1024**3  # the weights
+    download_timeout_s: float = 3600.0  # one weights download, all attempts together
+    failed_lookup_ttl_s: float = 10.0  # an unreachable API is not asked again for the same model before this
+    allow_hosts: frozenset[str] = frozenset()  # besides the API's own host, exempt from the public-address rule
+
+
+def _text(value: object, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise WeightsApiBadResponse(f"The weights API answered a {type(value).__name__} for `{name}`, not text.")
+
+
+def _colors(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(color, str) for color in value.values()):
+        raise WeightsApiBadResponse("The weights API answered `colors` that are not a map of class names to colours.")
+    return {str(name): color for name, color in value.items()}
+
+
 class WeightsApi:
-    def __init__(self, base_url: str, timeout_s: float = 30.0, attempts: int = 3, backoff_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float = 30.0,
+        attempts: int = 3,
+        backoff_s: float = 0.5,
+        limits: WeightsApiLimits | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
+        self.limits = limits or WeightsApiLimits()
+        self._allow_hosts = self.limits.allow_hosts | {httpx.URL(self.base_url).host.lower()}
+        self._failed: dict[str, tuple[float, VisionServeError]] = {}  # model id → (until, the failure)
+        self._failed_lock = threading.Lock()
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout_s),
             follow_redirects=True,
             headers={"User-Agent": f"visionserve/{__version__}", "X-Roboflow-Inference-Version": __version__},
+            transport=deadline_transport(),
+            event_hooks={"request": [self._check_destination]},
         )
 
     def close(self) -> None:
         self._client.close()
 
+    def _check_destination(self, request: httpx.Request) -> None:
+        """Every request, redirects included, goes to the API's host, an allowed host, or a public address."""
+        host = request.url.host.lower()
+        try:
+            port = request.url.port or (443 if request.url.scheme == "https" else 80)
+            checked_address(host, port, self._allow_hosts, "VISIONSERVE_WEIGHTS_API_ALLOW_HOSTS")
+        except DestinationRefused as error:
+            raise WeightsApiBadResponse(f"The weights API pointed to a destination that is not allowed: {error}") from None
+        except UnresolvableHost as error:
+            raise httpx.ConnectError(str(error)) from None
+
     # --- model description ---
 
     def describe(self, model_id: str, api_key: str | None) -> RemoteModel:
+        """The model's description; an unreachable API is remembered per model for `failed_lookup_ttl_s`, so
+        requests for it fail at once instead of each holding a worker through the retries."""
+        with self._failed_lock:
+            until, failure = self._failed.get(model_id, (0.0, None))
+        if failure is not None and time.monotonic() < until:
+            raise failure
+        try:
+            return self._describe(model_id, api_key)
+        except (WeightsApiUnavailable, WeightsApiTimeout) as error:
+            with self._failed_lock:
+                self._failed[model_id] = (time.monotonic() + self.limits.failed_lookup_ttl_s, error)
+            raise
+
+    def _describe(self, model_id: str, api_key: str | None) -> RemoteModel:
         key = usable_key(api_key)
         auth = {"api_key": key} if key else {}
         if "/" in model_id:
@@ -131,12 +202,12 @@ class WeightsApi:
             raise WeightsApiBadResponse("The weights API answered without the model's files (ort.model, ort.environment).")
         environment = self._get_json(str(ort["environment"]), {}, model_id)
         return RemoteModel(
-            task_type=str(ort.get("type") or "object-detection"),
-            model_type=ort.get("modelType"),
+            task_type=_text(ort.get("type"), "type") or "object-detection",
+            model_type=_text(ort.get("modelType"), "modelType"),
             weights_url=str(ort["model"]),
             environment=dict(environment),
             class_names=[str(name) for name in ort["classes"]] if isinstance(ort.get("classes"), list) else None,
-            colors=dict(ort["colors"]) if isinstance(ort.get("colors"), Mapping) else {},
+            colors=_colors(ort.get("colors")),
         )
 
     def _from_get_weights(self, payload: Mapping[str, Any]) -> RemoteModel:
@@ -147,27 +218,41 @@ class WeightsApi:
             raise WeightsApiBadResponse("The weights API answered without the model's files (modelFiles.ort.model).")
         classes = payload.get("classes")
         return RemoteModel(
-            task_type=str(payload.get("taskType") or "object-detection"),
-            model_type=payload.get("modelType"),
+            task_type=_text(payload.get("taskType"), "taskType") or "object-detection",
+            model_type=_text(payload.get("modelType"), "modelType"),
             weights_url=str(weights),
             environment=dict(environment),
             class_names=[str(name) for name in classes] if isinstance(classes, list) else None,
-            colors=dict(payload["colors"]) if isinstance(payload.get("colors"), Mapping) else {},
+            colors=_colors(payload.get("colors")),
         )
 
     def _get_json(self, url: str, params: Mapping[str, str], model_id: str) -> Mapping[str, Any]:
         def attempt() -> Mapping[str, Any]:
-            response = self._client.get(url, params=params)
-            self._raise_for_status(response, model_id)
+            with deadline(self.timeout_s), self._client.stream("GET", url, params=params) as response:
+                self._raise_for_status(response, model_id)
+                body = self._read_capped(response, self.limits.max_json_bytes, "JSON reply")
             try:
-                payload = response.json()
-            except ValueError:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError:
                 raise WeightsApiBadResponse("The weights API answered with something that is not JSON.") from None
             if not isinstance(payload, Mapping):
                 raise WeightsApiBadResponse("The weights API answered with JSON that is not an object.")
             return payload
 
-        return self._with_retries(attempt)
+        return self._with_retries(attempt, pause=False)  # no sleeping in a request's worker
+
+    @staticmethod
+    def _read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
+        declared = response.headers.get("content-length", "")
+        chunks, size = [], 0
+        if declared.isdigit() and int(declared) > limit:
+            raise WeightsApiBadResponse(f"The weights API announced a {what} of {declared} bytes, over {limit}.")
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise WeightsApiBadResponse(f"The weights API sent a {what} larger than {limit} bytes.")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _raise_for_status(self, response: httpx.Response, model_id: str) -> None:
         status = response.status_code
@@ -183,11 +268,13 @@ class WeightsApi:
             raise _Transient(f"HTTP {status}")
         raise WeightsApiBadResponse(f"The weights API refused the request with HTTP {status}.")
 
-    def _with_retries(self, call: Callable[[], Any]) -> Any:
-        """Retry transient failures with exponential backoff; the last one becomes a 503 or 504."""
+    def _with_retries(self, call: Callable[[], Any], pause: bool = True) -> Any:
+        """Retry transient failures (with exponential backoff when `pause`); the last one becomes a 503 or 504."""
         for attempt in range(1, self.attempts + 1):
             try:
                 return call()
+            except httpx.InvalidURL:
+                raise WeightsApiBadResponse("The weights API answered with a URL that is not valid.") from None
             except httpx.TimeoutException:
                 failure: Exception = WeightsApiTimeout(
                     f"Timeout when attempting to reach the weights API at {self.base_url} ({self.timeout_s:g} s)."
@@ -197,7 +284,7 @@ class WeightsApi:
                     f"Could not reach the weights API at {self.base_url} ({error or type(error).__name__}); "
                     "retry later."
                 )
-            if attempt < self.attempts:
+            if attempt < self.attempts and pause:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
         raise failure
 
@@ -208,7 +295,8 @@ class WeightsApi:
         partial = destination.with_name(destination.name + ".partial")
         expected_md5: list[bytes | None] = [None]
         try:
-            self._with_retries(lambda: self._download_once(url, partial, expected_md5, progress))
+            with deadline(self.limits.download_timeout_s):
+                self._with_retries(lambda: self._download_once(url, partial, expected_md5, progress))
             if expected_md5[0] is not None and _md5_of(partial) != expected_md5[0]:
                 raise WeightsApiBadResponse("The downloaded weights do not match their announced MD5 checksum.")
             os.replace(partial, destination)
@@ -230,14 +318,29 @@ class WeightsApi:
                 expected_md5[0] = _md5_from_headers(response.headers)
             length = response.headers.get("content-length", "")
             total = done + int(length) if length.isdigit() else None
+            limit = self.limits.max_model_bytes
+            if total is not None and total > limit:
+                raise WeightsApiBadResponse(f"The weights API announced weights of {total} bytes, over {limit}.")
             with partial.open("ab" if done else "wb") as file:
                 for chunk in response.iter_bytes(1 << 20):
-                    file.write(chunk)
                     done += len(chunk)
+                    if done > limit:
+                        raise WeightsApiBadResponse(f"The weights API sent weights larger than {limit} bytes.")
+                    write_or_507(file, chunk)
                     if progress:
                         progress(done, total)
         if total is not None and done != total:
             raise _Transient(f"the download stopped at {done} of {total} bytes")
+
+
+def write_or_507(file: Any, chunk: bytes) -> None:
+    """A write that reports a full disk (or file size limit) as the 507 it is, not as an internal error."""
+    try:
+        file.write(chunk)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise InsufficientStorageError(f"No space left to store the model's weights ({os.strerror(error.errno)}).") from None
+        raise
 
 
 def _md5_of(path: Path) -> bytes:
