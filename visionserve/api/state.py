@@ -71,7 +71,9 @@ class ServerState:
 
     @classmethod
     def build(cls, settings: Settings) -> ServerState:
-        store = ModelStore(settings.models_dir)
+        store = ModelStore(settings.models_dir, settings.max_store_bytes)
+        for stale in store.clean_stale_staging():
+            logger.info("removed stale staging %s", stale.name)
         sources: list[ModelSource] = [store, BuiltinModels()]
         weights_api = None
         if settings.weights_api:
@@ -153,6 +155,10 @@ class ServerState:
             done, _ = await asyncio.wait(
                 {future, watcher}, timeout=self.settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED
             )
+        except asyncio.CancelledError:  # shutdown ran out of grace time: stop the work, answer as JSON
+            cancelled.set()
+            future.add_done_callback(lambda finished: finished.exception())
+            raise ServiceUnavailableError("The server is shutting down - retry request.") from None
         finally:
             watcher.cancel()
         if future in done:

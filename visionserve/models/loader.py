@@ -36,7 +36,8 @@ def open_session(weights: Path, options: RuntimeOptions) -> OnnxModel:
     try:
         return OnnxModel(weights, options)
     except RUNTIME_ERRORS as error:
-        raise ModelPackageError(f"cannot open {weights.name} as an ONNX model: {error}") from None
+        cause = str(error).replace(str(weights.parent), "")  # the server's paths are nobody else's business
+        raise ModelPackageError(f"cannot open {weights.name} as an ONNX model: {cause}") from None
 
 
 def build_predictor(package: ModelPackage, runner: OnnxModel, max_batch_size: int) -> Predictor:

@@ -6,26 +6,35 @@ Layout::
     models/<project>/<version>/manifest.json    task, class names, input size, resize mode (ModelManifest)
     models/_/<name>/...                         a one-segment id (no segment of an id starts with '_')
 
-A model is written into a staging folder and renamed into place, so readers never see half a model.
+A model is written into a staging folder and renamed into place, so readers never see half a model. Staging left
+by a process that died (kill -9 mid-download) is removed at start-up, and the store keeps to a size quota.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import shutil
+import time
 import uuid
+from collections.abc import Iterator
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from visionserve.errors import ModelPackageError
+from visionserve.errors import InsufficientStorageError, ModelPackageError
 from visionserve.models.ids import validate_model_id
 from visionserve.models.manifest import MANIFEST_FILE, WEIGHTS_FILE, ModelManifest, ModelPackage
 
 _STAGING = ".staging"
+_LOCKS = "locks"
 _SINGLE_SEGMENT = "_"
+MAX_LOCK_NAME = 200  # file names stop at 255 bytes; longer ids are hashed
+STALE_STAGING_S = 600.0  # staging untouched this long belongs to no live download (downloads write steadily)
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def sha256_of(path: Path) -> str:
@@ -36,9 +45,47 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _files(path: Path) -> Iterator[Path]:
+    return (item for item in path.rglob("*") if item.is_file()) if path.is_dir() else iter([path])
+
+
+def _last_touched(path: Path) -> float:
+    return max((item.stat().st_mtime for item in _files(path)), default=path.stat().st_mtime)
+
+
 class ModelStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
         self.root = root
+        self.max_bytes = max_bytes  # None: no quota
+
+    def clean_stale_staging(self, older_than_s: float = STALE_STAGING_S) -> list[Path]:
+        """Remove staging folders (and trash) no process has written to for `older_than_s`: what a killed
+        download or `models add` left. Live ones, of other processes, are younger."""
+        staging = self.root / _STAGING
+        removed = []
+        for entry in staging.iterdir() if staging.is_dir() else []:
+            if entry.name == _LOCKS:
+                continue
+            try:
+                stale = time.time() - _last_touched(entry) > older_than_s
+            except FileNotFoundError:
+                continue  # finished meanwhile
+            if stale:
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                removed.append(entry)
+        return removed
+
+    def size_bytes(self) -> int:
+        """Bytes the stored models take (staging excluded)."""
+        models = (path for path in _files(self.root) if _STAGING not in path.relative_to(self.root).parts[:1])
+        return sum(path.stat().st_size for path in models) if self.root.is_dir() else 0
+
+    def _check_quota(self, adding: int) -> None:
+        if self.max_bytes is not None and self.size_bytes() + adding > self.max_bytes:
+            raise InsufficientStorageError(
+                f"The model store would exceed its quota of {self.max_bytes} bytes (VISIONSERVE_MAX_STORE_BYTES); "
+                "remove models (`visionserve models remove`) or raise the quota."
+            )
 
     def directory(self, model_id: str) -> Path:
         parts = validate_model_id(model_id).split("/")
@@ -78,9 +125,12 @@ class ModelStore:
 
     def lock_path(self, model_id: str) -> Path:
         """A lock file per model id, so several server processes download a model once."""
-        locks = self.root / _STAGING / "locks"
+        locks = self.root / _STAGING / _LOCKS
         locks.mkdir(parents=True, exist_ok=True)
-        return locks / (validate_model_id(model_id).replace("/", "__") + ".lock")
+        name = validate_model_id(model_id).replace("/", "__")
+        if len(name) > MAX_LOCK_NAME:
+            name = hashlib.sha256(name.encode()).hexdigest()
+        return locks / (name + ".lock")
 
     def add(
         self,
@@ -95,6 +145,7 @@ class ModelStore:
         target = self.directory(manifest.model_id)
         if (target / MANIFEST_FILE).exists() and not replace:
             raise FileExistsError(f"model {manifest.model_id} is already in the store")
+        self._check_quota(weights.stat().st_size + sum(len(content) for content in (extra_files or {}).values()))
         staging = self.staging_directory()
         try:
             (shutil.move if move else shutil.copyfile)(weights, staging / WEIGHTS_FILE)
@@ -112,6 +163,10 @@ class ModelStore:
             if target.exists():
                 self._discard(target)
             staging.rename(target)
+        except OSError as error:
+            if error.errno in _NO_ROOM:
+                raise InsufficientStorageError(f"No space left to store the model ({os.strerror(error.errno)}).") from None
+            raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return ModelPackage(manifest=stored, weights_path=target / WEIGHTS_FILE)
