@@ -24,7 +24,7 @@ FIXTURE_CACHE ?= $(HOME)/.cache/visionserve-fixtures
 RFDETR_KEY := $(shell { cat $(RFDETR_INPUTS); echo '$(RFDETR_REQUIREMENTS)'; } | sha256sum | cut -c1-12)
 RFDETR_FIXTURES := $(FIXTURE_CACHE)/rfdetr-$(RFDETR_KEY)
 
-.PHONY: install serve test bench fuzz soak fixtures rfdetr-fixtures clean
+.PHONY: install serve test bench bench-ray fuzz soak fixtures rfdetr-fixtures clean
 
 install: $(STAMP)
 
@@ -78,6 +78,10 @@ fuzz: $(TEST_STAMP)
 
 soak: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks.soak $(ARGS)
+
+# Ray Serve (2 model workers) vs the single-process server on this machine's cores; 8 models on 2 x 4.
+bench-ray: $(TEST_STAMP)
+	$(BIN)/python -m benchmarks.ray_bench $(ARGS)
 
 # Slow and opt-in: train every fixture model again (about 11 minutes on 2 cores) into build/fixtures, then run
 # the task tests against the fresh models. To replace the committed ones: tools/make_fixtures.py tests/fixtures.
