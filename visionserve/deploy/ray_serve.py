@@ -53,6 +53,7 @@ BUILDER_IMPORT_PATH = "visionserve.deploy.ray_serve:build_app"
 LOAD_LOG_MARKER = "visionserve-model-load"  # one line per model load in a worker replica's Serve log
 SHARED_ENV_PREFIXES = ("VISIONSERVE_", "ROBOFLOW_API_KEY")
 POLL_S = 0.25  # how often a waiting ingress thread checks whether its caller left
+QUIET = {"enable_access_log": False}  # a line per call and per hop costs CPU; the app logs each request once
 UNAVAILABLE = (
     BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, RequestCancelledError, RayActorError
 )  # fmt: skip
@@ -279,12 +280,14 @@ def build_application(layout: RayLayout, env: Mapping[str, str] = os.environ) ->
         },
         max_ongoing_requests=layout.worker_max_ongoing_requests,
         max_queued_requests=layout.max_queued_requests,
+        logging_config=QUIET,
     ).bind(layout.models_per_replica, layout.worker_cpus)
     return Ingress.options(
         num_replicas=layout.ingress_replicas,
         ray_actor_options={"num_cpus": layout.ingress_cpus, "runtime_env": runtime_env},
         max_ongoing_requests=layout.ingress_max_ongoing_requests,
         max_queued_requests=layout.max_queued_requests,
+        logging_config=QUIET,
         backpressure_config=BackpressureConfig(retry_after_s=1),
     ).bind(workers, layout.ingress_max_ongoing_requests)
 
