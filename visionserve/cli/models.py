@@ -163,8 +163,9 @@ def models_list() -> None:
     builtin = BuiltinModels()
     rows = [(manifest, "store") for manifest in ModelStore(Settings().models_dir).list()]
     rows += [(package.manifest, "built in") for package in map(builtin.find, builtin.ids()) if package]
-    table = Table("id")
-    table.add_column("task", no_wrap=True, min_width=max(len(task.value) for task in Task))  # never cut short
+    table = Table()
+    for column, widest in (("id", lambda m: m.model_id), ("task", lambda m: m.task.value)):  # never cut short
+        table.add_column(column, no_wrap=True, min_width=max((len(widest(m)) for m, _ in rows), default=4))
     for column in ("classes", "input", "resize", "where"):
         table.add_column(column)
     for manifest, where in rows:
