@@ -83,6 +83,23 @@ def test_a_jpeg_with_thousands_of_scans_is_refused_at_once() -> None:
     assert decode_image(scan_bomb(1), LIMITS).width == 512  # an ordinary progressive JPEG still decodes
 
 
+# --- item 6: requests in flight share the server's pixel budget ---
+
+
+def test_requests_in_flight_share_the_server_pixel_budget() -> None:
+    from visionserve.errors import ServiceUnavailableError
+    from visionserve.images.budget import RequestPixels, ServerPixels
+
+    server = ServerPixels(1_000_000)
+    with RequestPixels(800_000, server) as first:
+        first.charge(800, 800)
+        with RequestPixels(800_000, server) as second, pytest.raises(ServiceUnavailableError, match="SERVER_PIXELS"):
+            second.charge(800, 800)
+    assert server.used == 0
+    with RequestPixels(800_000, server) as again:
+        again.charge(800, 800)  # all given back
+
+
 # --- item 7: rotated NMS memory grows with N, not N² ---
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 
@@ -193,3 +194,115 @@ def test_a_cancelled_request_stops_its_download(start_server: Callable[..., Serv
         while dripping.open_connections and time.monotonic() < deadline:
             time.sleep(0.1)
         assert dripping.open_connections == 0  # long before the 60 s URL deadline
+
+
+# --- item 6: decoded pixels per request and per server ---
+
+
+def test_decoded_pixels_are_bounded_per_request(start_server: Callable[..., Server]) -> None:
+    server = start_server({"VISIONSERVE_MAX_REQUEST_PIXELS": "1000000"})
+    square = image_value(np.zeros((800, 800, 3), np.uint8), ".png")  # 640,000 pixels, never draft-decoded
+    with server.client() as http:
+        two = http.post("/infer/object_detection", json={"model_id": "nudenet/1", "image": [square] * 2})
+        assert two.status_code == 413 and "VISIONSERVE_MAX_REQUEST_PIXELS" in two.json()["message"]
+        one = http.post("/infer/object_detection", json={"model_id": "nudenet/1", "image": square})
+        assert one.status_code == 200  # the refused request gave its pixels back
+
+
+# --- item 7: option caps, on the JSON routes and the legacy route alike ---
+
+
+def test_candidate_and_detection_counts_are_capped(client: httpx.Client) -> None:
+    image = image_value(photo("astronaut"))
+    response = client.post("/infer/object_detection", json={"model_id": "nudenet/1", "image": image,
+                                                             "max_candidates": 6000_000})
+    assert response.status_code == 422
+    legacy = client.post("/nudenet/1", json={"image": image, "max_candidates": 6_000_000})
+    assert legacy.status_code == 400 and "max_candidates" in legacy.json()["message"]
+
+
+# --- item 10: with API keys, a key-less body is never parsed before the 401 ---
+
+
+def test_a_keyless_body_is_refused_without_parsing_it(start_server: Callable[..., Server]) -> None:
+    server = start_server({"VISIONSERVE_API_KEYS": "sesame"})
+    flood = b'{"model_id": "nudenet/1", "image": [' + b",".join([b"{}"] * 5_000_000) + b"]}"  # 15 MB of objects
+    with server.client() as http, HealthProbe(server.url) as probe:
+        response, seconds = timed_post(http, "/infer/object_detection", content=flood,
+                                       headers={"Content-Type": "application/json"})
+        assert response.status_code == 401 and seconds < FAST_S + 2
+        image = image_value(photo("astronaut"))
+        keyed = orjson.dumps({"model_id": "nudenet/1", "image": image, "api_key": "sesame"})  # key after the image
+        assert http.post("/infer/object_detection", content=keyed,
+                         headers={"Content-Type": "application/json"}).status_code == 200
+        wrong = orjson.dumps({"model_id": "nudenet/1", "image": image, "api_key": "nope"})
+        assert http.post("/infer/object_detection", content=wrong,
+                         headers={"Content-Type": "application/json"}).status_code == 403
+    assert probe.worst_s < FAST_S
+
+
+# --- items 13 and 14: nothing a caller sends can forge or read the log ---
+
+
+def test_log_lines_cannot_be_forged_and_keys_stay_masked_at_trace_level(start_server: Callable[..., Server]) -> None:
+    server = start_server({"VISIONSERVE_LOG_LEVEL": "trace"})
+    with server.client() as http:
+        http.get("/healthz%0aFORGED%20status=200?api_key=topsecret")
+        http.get("/model/registry", params={"api_key": "alsosecret"}, headers={"Authorization": "Bearer hidden"})
+    time.sleep(0.5)
+    log = server.log()
+    assert not any(line.startswith("FORGED") for line in log.splitlines()) and "\\x0aFORGED" in log
+    assert "topsecret" not in log and "alsosecret" not in log and "hidden" not in log
+
+
+# --- item 16: a locked-down server fetches no models on request ---
+
+
+def test_a_locked_down_server_does_not_download_models(start_server: Callable[..., Server]) -> None:
+    from tests.fake_weights_api import CatalogModel, FakeWeightsApi, environment
+    from visionserve.models.builtin import BuiltinModels
+
+    package = BuiltinModels().find("nudenet/1")
+    classes = package.manifest.class_names
+    api = FakeWeightsApi({"remote/1": CatalogModel(package.weights_path.read_bytes(), environment(classes), classes)})
+    try:
+        server = start_server({"VISIONSERVE_WEIGHTS_API": api.url, "VISIONSERVE_ALLOW_MODEL_MANAGEMENT": "0"})
+        with server.client() as http:
+            response = http.post("/infer/object_detection",
+                                 json={"model_id": "remote/1", "image": image_value(photo("astronaut"))})
+        assert response.status_code == 404 and "VISIONSERVE_ALLOW_REMOTE_MODELS" in response.json()["message"]
+        assert api.count("describe remote/1") == 0 and not (server.home / "models" / "remote").exists()
+    finally:
+        api.close()
+
+
+# --- item 19: SIGTERM while a model downloads ---
+
+
+def test_sigterm_during_a_download_answers_json_503(start_server: Callable[..., Server]) -> None:
+    import signal
+
+    from tests.fake_weights_api import CatalogModel, FakeWeightsApi, environment
+    from visionserve.models.builtin import BuiltinModels
+
+    package = BuiltinModels().find("nudenet/1")
+    classes = package.manifest.class_names
+    slow = CatalogModel(package.weights_path.read_bytes(), environment(classes), classes, slow_s=60)
+    api = FakeWeightsApi({"slow/1": slow})
+    try:
+        server = start_server({"VISIONSERVE_WEIGHTS_API": api.url, "VISIONSERVE_SHUTDOWN_TIMEOUT_S": "1"})
+        answers: list[httpx.Response] = []
+        body = {"model_id": "slow/1", "image": image_value(photo("astronaut"))}
+        with server.client() as http:
+            request = threading.Thread(target=lambda: answers.append(http.post("/infer/object_detection", json=body)))
+            request.start()
+            deadline = time.monotonic() + 30
+            while api.count("download slow/1") == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            server.process.send_signal(signal.SIGTERM)
+            request.join(timeout=30)
+        assert answers and answers[0].status_code == 503
+        assert "shutting down" in answers[0].json()["message"]
+        assert server.process.wait(timeout=30) == 0
+    finally:
+        api.close()
