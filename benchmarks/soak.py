@@ -3,8 +3,14 @@
     python -m benchmarks.soak [--requests 10000] [--concurrency 8]
 
 The mix: valid single images and batches on both routes, invalid bodies (bad base64, unknown models, broken JSON,
-wrong types), bodies over the size limit, and clients that hang up mid-request or before reading the answer.
-Goals: no valid request fails, no 5xx, resident memory grows less than 5% from after warm-up to the end.
+wrong types), bodies over the size limit, clients that hang up mid-request or before reading the answer, and the
+attacks of issue 12: long lists of broken items, a Radiance .hdr file, a progressive JPEG of thousands of scans,
+requests of far more decoded pixels than allowed, pickles of uninitialised arrays, huge headers, an image URL that
+drips its headers, and connections that never finish their headers (held open beside the traffic).
+
+Valid requests retry a 503 as the official client does (the server-wide pixel budget answers those).
+Goals: no valid request fails, no 5xx but those 503s, resident memory grows less than 5% from after warm-up to the
+end, the slowest /healthz (polled throughout) under 100 ms, peak RSS under 1.5 GB with the default limits.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
+import io
 import random
 import socket
 import tempfile
@@ -21,8 +28,10 @@ from collections import Counter
 from pathlib import Path
 
 import cv2
+import numpy as np
 import orjson
 import skimage.data
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
@@ -43,6 +52,39 @@ def _jpeg(name: str, size: tuple[int, int] | None = None) -> bytes:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def _scan_bomb(repeats: int = 3000) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(skimage.data.astronaut()).save(buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    last_scan = data.rindex(b"\xff\xda")
+    return data[:last_scan] + data[last_scan:-2] * repeats + b"\xff\xd9"
+
+
+def attack_mix(drip_url: str) -> list[tuple[str, str, str, bytes, dict[str, str]]]:
+    """The issue-12 attacks that travel as ordinary requests; each must get a clear 4xx (or a 503)."""
+    json_headers = {"Content-Type": "application/json"}
+    detect = "/infer/object_detection"
+
+    def infer(image: object) -> bytes:
+        return orjson.dumps({"model_id": "nudenet/1", "image": image})
+
+    ok, hdr = cv2.imencode(".hdr", np.ones((3000, 3000, 3), np.float32))
+    assert ok
+    ok, plane = cv2.imencode(".png", np.zeros((6000, 6000, 3), np.uint8))  # 36 M pixels in ~100 KB
+    assert ok
+    uninitialised = b"\x80\x02cnumpy\nndarray\n(M\x00\x04M\x00\x04K\x03t\x85R."
+    return [
+        ("attack", "POST", detect, b'{"model_id": "nudenet/1", "image": [' + b",".join([b"{}"] * 100_000) + b"]}",
+         json_headers),
+        ("attack", "POST", detect, infer({"type": "base64", "value": _b64(hdr.tobytes())}), json_headers),
+        ("attack", "POST", detect, infer({"type": "base64", "value": _b64(_scan_bomb())}), json_headers),
+        ("attack", "POST", detect, infer([{"type": "base64", "value": _b64(plane.tobytes())}] * 10), json_headers),
+        ("attack", "POST", detect, infer({"type": "numpy", "value": _b64(uninitialised)}), json_headers),
+        ("attack", "POST", detect, infer({"type": "url", "value": drip_url}), json_headers),
+        ("attack", "GET", "/healthz", b"", {"X-Big": "a" * (1024 * 1024)}),
+    ]
 
 
 def request_mix() -> list[tuple[str, str, str, bytes, dict[str, str]]]:
@@ -70,11 +112,12 @@ def request_mix() -> list[tuple[str, str, str, bytes, dict[str, str]]]:
     ]
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory now (VmRSS) or at its peak (VmHWM), KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 
 def _disconnect(port: int, method: str, path: str, body: bytes, headers: dict[str, str], rng: random.Random) -> None:
@@ -85,9 +128,90 @@ def _disconnect(port: int, method: str, path: str, body: bytes, headers: dict[st
         sock.sendall(head.encode() + body[: rng.choice([0, len(body) // 2, len(body)])])
 
 
+class Dripper:
+    """A loopback server that sends one byte of its headers every 0.5 s, for image URLs that never finish."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/photo.jpg"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    @staticmethod
+    def _drip(connection: socket.socket) -> None:
+        with connection:
+            try:
+                while True:
+                    connection.sendall(b"H")
+                    time.sleep(0.5)
+            except OSError:
+                return
+
+
+class HealthProbe:
+    """Polls /healthz every 50 ms on its own connection and keeps the slowest answer."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.worst_s = 0.0
+        self.failures = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        while not self.stop.wait(0.05):
+            started = time.perf_counter()
+            try:
+                connection.request("GET", "/healthz")
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                ok = False
+            self.worst_s = max(self.worst_s, time.perf_counter() - started)
+            self.failures += not ok
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def hold_slowloris(port: int, count: int, stop: threading.Event) -> list[bool]:
+    """`count` connections that send part of a header and then nothing; True for each the server cut."""
+    cut = [False] * count
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=1)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        sockets.append(sock)
+    while not stop.is_set() and not all(cut):
+        for index, sock in enumerate(sockets):
+            if not cut[index]:
+                try:
+                    sock.recv(4096)  # the 408, or the close
+                    cut[index] = True
+                except TimeoutError:
+                    pass
+                except OSError:
+                    cut[index] = True
+    for sock in sockets:
+        sock.close()
+    return cut
+
+
 def run_clients(port: int, mix: list, total: int, concurrency: int, seed: int) -> Counter[tuple[str, int]]:
     """`concurrency` clients send `total` requests drawn from the mix; outcomes by (kind, status)."""
-    weights = [30, 15, 10, 10, 5, 5, 5, 3, 3, 3, 3, 4, 4]
+    weights = [30, 15, 10, 10, 5, 5, 5, 3, 3, 3, 3, 4, 4] + [1] * (len(mix) - 13)
     outcomes: Counter[tuple[str, int]] = Counter()
     lock = threading.Lock()
     tickets = iter(range(total))
@@ -104,16 +228,20 @@ def run_clients(port: int, mix: list, total: int, concurrency: int, seed: int) -
                 _disconnect(port, method, path, body, headers, rng)
                 status = 0
             else:
-                try:
-                    connection.request(method, path, body, headers)
-                    response = connection.getresponse()
-                    response.read()
-                    status = response.status
-                    if response.getheader("connection", "").lower() == "close":
+                for attempt in range(6 if kind == "valid" else 1):  # valid ones retry 503s, as clients do
+                    try:
+                        connection.request(method, path, body, headers)
+                        response = connection.getresponse()
+                        response.read()
+                        status = response.status
+                        if response.getheader("connection", "").lower() == "close":
+                            connection.close()
+                    except (OSError, http.client.HTTPException):
                         connection.close()
-                except (OSError, http.client.HTTPException):
-                    connection.close()
-                    status = -1
+                        status = -1
+                    if status != 503:
+                        break
+                    time.sleep(0.2 * 2**attempt)
             with lock:
                 outcomes[(kind, status)] += 1
 
@@ -125,28 +253,40 @@ def run_clients(port: int, mix: list, total: int, concurrency: int, seed: int) -
     return outcomes
 
 
-def soak(total: int, concurrency: int, warmup: int, seed: int = 0) -> None:
-    mix = request_mix()
+def soak(total: int, concurrency: int, warmup: int, seed: int = 0, slowloris: int = 100) -> None:
+    dripper = Dripper()
+    mix = request_mix() + attack_mix(dripper.url)
     with tempfile.TemporaryDirectory() as home:
         env = {"VISIONSERVE_HOME": home, "VISIONSERVE_WEIGHTS_API": "", "VISIONSERVE_LOG_LEVEL": "warning",
-               "VISIONSERVE_MAX_BODY_BYTES": str(BODY_LIMIT), "VISIONSERVE_PRELOAD_MODELS": "nudenet/1"}
+               "VISIONSERVE_MAX_BODY_BYTES": str(BODY_LIMIT), "VISIONSERVE_PRELOAD_MODELS": "nudenet/1",
+               "VISIONSERVE_URL_ALLOW_HOSTS": "127.0.0.1", "VISIONSERVE_ALLOW_NUMPY_INPUT": "1"}
         server = ServerProcess(Path(home) / "server.log", env=env).start()
         pid = server.process.pid  # type: ignore[union-attr]
         try:
             run_clients(server.port, mix, warmup, concurrency, seed + 1)  # every path, buffer and pool warmed
             time.sleep(1.0)
             rss_start = rss_kib(pid)
+            probe = HealthProbe(server.port)
+            stop_slowloris = threading.Event()
+            slow_cut: list[bool] = []
+            slow = threading.Thread(target=lambda: slow_cut.extend(hold_slowloris(server.port, slowloris, stop_slowloris)))
+            slow.start()
             started = time.perf_counter()
             outcomes = run_clients(server.port, mix, total, concurrency, seed)
             elapsed = time.perf_counter() - started
+            stop_slowloris.set()
+            slow.join()
+            probe.finish()
             time.sleep(1.0)  # let abandoned work drain
             rss_end = rss_kib(pid)
+            rss_peak = rss_kib(pid, "VmHWM")
             still_ok = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
             still_ok.request(*mix[0][1:3], mix[0][3], mix[0][4])
             healthy = still_ok.getresponse().status == 200
         finally:
             server.stop()
     report(outcomes, total, elapsed, rss_start, rss_end, healthy)
+    report_attacks(probe, rss_peak, slow_cut)
 
 
 def report(outcomes: Counter, total: int, elapsed: float, rss_start: int, rss_end: int, healthy: bool) -> None:
@@ -155,7 +295,7 @@ def report(outcomes: Counter, total: int, elapsed: float, rss_start: int, rss_en
         table.add_row(kind, {0: "hung up", -1: "connection error"}.get(status, str(status)), str(count))
     console.print(table)
     failed_valid = sum(count for (kind, status), count in outcomes.items() if kind == "valid" and status != 200)
-    server_errors = sum(count for (_, status), count in outcomes.items() if status >= 500)
+    server_errors = sum(count for (_, status), count in outcomes.items() if status >= 500 and status != 503)
     growth = 100 * (rss_end - rss_start) / rss_start
     summary = Table("measure", "value", "goal", "result", title="soak summary")
     summary.add_row("failed valid requests", str(failed_valid), "0", "PASS" if failed_valid == 0 else "MISS")
@@ -166,13 +306,26 @@ def report(outcomes: Counter, total: int, elapsed: float, rss_start: int, rss_en
     console.print(summary)
 
 
+def report_attacks(probe: HealthProbe, rss_peak_kib: int, slow_cut: list[bool]) -> None:
+    summary = Table("measure", "value", "goal", "result", title="while under attack")
+    worst_ms = probe.worst_s * 1000
+    summary.add_row("slowest /healthz", f"{worst_ms:.0f} ms ({probe.failures} failed)", "< 100 ms",
+                    "PASS" if worst_ms < 100 and not probe.failures else "MISS")
+    summary.add_row("peak RSS", f"{rss_peak_kib / 1024:.0f} MiB", "< 1536 MiB",
+                    "PASS" if rss_peak_kib < 1536 * 1024 else "MISS")
+    summary.add_row("slow-header connections cut", f"{sum(slow_cut)} of {len(slow_cut)}", "all",
+                    "PASS" if all(slow_cut) else "MISS")
+    console.print(summary)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=1000, help="mixed requests sent before memory is measured")
+    parser.add_argument("--slowloris", type=int, default=100, help="connections that never finish their headers")
     args = parser.parse_args()
-    soak(args.requests, args.concurrency, args.warmup)
+    soak(args.requests, args.concurrency, args.warmup, slowloris=args.slowloris)
 
 
 if __name__ == "__main__":
