@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from filelock import FileLock, Timeout
 
-from visionserve.errors import ServiceUnavailableError, TaskNotSupportedError
+from visionserve.errors import ServiceUnavailableError, TaskNotSupportedError, with_article
 from visionserve.models.inspect import check_runnable
 from visionserve.models.manifest import ModelFamily, ModelPackage, Task
 from visionserve.models.roboflow import CLASS_NAMES_FILE, ENVIRONMENT_FILE, manifest_from_environment
@@ -31,14 +31,15 @@ _SERVED_TASKS = {task.value: task for task in Task}
 def _family_and_task(remote: RemoteModel, model_id: str) -> tuple[ModelFamily, Task]:
     task = _SERVED_TASKS.get(remote.task_type)
     if task is None:
-        raise TaskNotSupportedError(f"Model {model_id} is a {remote.task_type} model, which this server cannot serve.")
+        raise TaskNotSupportedError(f"Model {model_id} is {with_article(remote.task_type)} model, which this server cannot serve.")
     model_type = (remote.model_type or "").lower()
     if not model_type or model_type == "ort":
         return ModelFamily.YOLO, task
     family = next((family for family, prefixes in _FAMILY_PREFIXES.items() if model_type.startswith(prefixes)), None)
     if family is None:
         raise TaskNotSupportedError(
-            f"Model {model_id} is a {remote.model_type} model; this server runs YOLO-family and RF-DETR ONNX models."
+            f"Model {model_id} is {with_article(str(remote.model_type))} model; this server runs YOLO-family and RF-DETR "
+            "ONNX models."
         )
     return family, task
 
