@@ -24,7 +24,7 @@ FIXTURE_CACHE ?= $(HOME)/.cache/visionserve-fixtures
 RFDETR_KEY := $(shell { cat $(RFDETR_INPUTS); echo '$(RFDETR_REQUIREMENTS)'; } | sha256sum | cut -c1-12)
 RFDETR_FIXTURES := $(FIXTURE_CACHE)/rfdetr-$(RFDETR_KEY)
 
-.PHONY: install serve test bench bench-ray fuzz soak fixtures rfdetr-fixtures clean
+.PHONY: install serve test bench bench-ray fuzz soak fixtures rfdetr-fixtures family-fixtures clean
 
 install: $(STAMP)
 
@@ -57,6 +57,18 @@ $(RFDETR_STAMP):
 	$(RFDETR_VENV)/bin/python -m pip install --quiet torch==2.13.0
 	$(RFDETR_VENV)/bin/python -m pip install --quiet $(RFDETR_REQUIREMENTS)
 	touch $(RFDETR_STAMP)
+
+# yolox 0.3.0 is an sdist that pins onnx==1.8.1 / onnxruntime==1.8.0 and imports torch at build time: build it
+# against the venv's torch without its pins, and add the few dependencies its imports need.
+$(FIXTURES_VENV)/.families-installed: $(FIXTURES_STAMP)
+	$(FIXTURES_VENV)/bin/python -m pip install --quiet loguru tabulate tqdm pycocotools
+	$(FIXTURES_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation yolox==0.3.0
+	touch $@
+
+# Slow and opt-in (`make test` uses the committed files): RT-DETR, YOLOX, torchvision, YOLO26 sem/depth and
+# dynamic+nms fixtures with each package's own expected answers, rebuilt into tests/fixtures/families.
+family-fixtures: $(FIXTURES_VENV)/.families-installed
+	$(FIXTURES_VENV)/bin/python tools/make_family_fixtures.py tests/fixtures/families $(ARGS)
 
 rfdetr-fixtures: $(RFDETR_FIXTURES)/done
 
