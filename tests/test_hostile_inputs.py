@@ -20,7 +20,12 @@ import pytest
 from PIL import Image
 
 from tests.conftest import photo, send_json
-from visionserve.errors import InputImageError, InsufficientStorageError, InvalidRequestError, VisionServeError
+from visionserve.errors import (
+    InputImageError,
+    InsufficientStorageError,
+    InvalidRequestError,
+    VisionServeError,
+)
 from visionserve.images.decode import DecodeLimits, decode_image
 from visionserve.images.numpy_input import array_from_bytes
 from visionserve.models.weights_api import WeightsApi, WeightsApiBadResponse, WeightsApiLimits, write_or_507

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Self
 
 import httpx
 import numpy as np
@@ -35,7 +36,7 @@ class HealthProbe:
                 self.worst_s = max(self.worst_s, time.monotonic() - started)
                 time.sleep(0.02)
 
-    def __enter__(self) -> HealthProbe:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 
 from visionserve.errors import ClientClosedRequest, InvalidRequestError, with_article
+from visionserve.http_deadline import cancellation
 from visionserve.images.annotate import annotate
 from visionserve.images.budget import RequestPixels, ServerPixels
 from visionserve.images.loader import ImageLoader
-from visionserve.http_deadline import cancellation
 from visionserve.images.sources import ImageSpec
 from visionserve.models.loader import LoadedModel
 from visionserve.models.manager import ModelManager
@@ -28,7 +28,6 @@ from visionserve.models.weights_api import WeightsApiTimeout, WeightsApiUnavaila
 from visionserve.observe import note_model, timed
 from visionserve.runtime.parallel import cpu_map
 from visionserve.tasks.masks import MaskBudget, mask_budget
-
 
 # Upper bounds of request options whose cost grows with their value (candidate boxes, kept detections).
 OPTION_LIMITS = {"max_candidates": 10_000, "max_detections": 5_000}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
+from typing import Self
 
 from visionserve.errors import PayloadTooLargeError, ServiceUnavailableError
 
@@ -55,7 +56,7 @@ class RequestPixels:
             self.server.take(pixels)
             self.used += pixels
 
-    def __enter__(self) -> RequestPixels:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:

@@ -18,8 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
