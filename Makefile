@@ -14,7 +14,7 @@ SDK_REQUIREMENTS := inference-sdk==1.8.3 supervision==0.30.9
 FIXTURES_VENV := .venv-fixtures
 FIXTURES_STAMP := $(FIXTURES_VENV)/.installed
 # Genuine RF-DETR exports (rfdetr's own export, random weights) and rfdetr's own predictions on them, for the RF-DETR
-# tests. ~600 MB, so `make test` builds them (about 1.5 minutes on 2 cores) into a cache folder named after a hash of
+# tests. ~600 MB, so `make test` builds them (1-4 minutes on 2 cores) into a cache folder named after a hash of
 # the script, the pins and the test images, and skips the build while that folder is complete (`done` in it).
 RFDETR_VENV := .venv-rfdetr
 RFDETR_STAMP := $(RFDETR_VENV)/.installed

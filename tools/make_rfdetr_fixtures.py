@@ -15,9 +15,11 @@ Set up the venv (CPU torch; pin torchvision so pip does not pull a CUDA torch; u
 
     python3.11 -m venv .venv-rfdetr
     .venv-rfdetr/bin/pip install torch==2.13.0
-    .venv-rfdetr/bin/pip install torch==2.13.0 torchvision==0.28.0 rfdetr==1.11.2 ultralytics==8.4.190 onnx onnxruntime
+    .venv-rfdetr/bin/pip install torch==2.13.0 torchvision==0.28.0 rfdetr==1.11.2 ultralytics==8.4.190 \
+        onnx==1.23.2 onnxruntime==1.32.0
 
-Run (about two minutes on 2 CPU cores; `make rfdetr-fixtures` does all of this into a cache folder):
+Run (1-1.5 minutes on 2 idle CPU cores, ~4 minutes on a busy machine; `make rfdetr-fixtures` does this into a
+cache folder):
 
     .venv-rfdetr/bin/python tools/make_rfdetr_fixtures.py OUT_DIR
 
