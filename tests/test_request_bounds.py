@@ -54,11 +54,11 @@ def timed_post(http: httpx.Client, path: str, **kwargs: object) -> tuple[httpx.R
 # --- item 1: validation never on the event loop, 422s capped ---
 
 
-def test_a_long_list_of_broken_images_is_refused_at_once_and_healthz_keeps_answering(server: Server) -> None:
+@pytest.mark.parametrize("path", ["/infer/object_detection", "/nudenet/1"])
+def test_a_long_list_of_broken_images_is_refused_at_once_and_healthz_keeps_answering(server: Server, path: str) -> None:
     body = b'{"model_id": "nudenet/1", "image": [' + b",".join([b"{}"] * 100_000) + b"]}"  # 0.3 MB
     with server.client() as http, HealthProbe(server.url) as probe:
-        response, seconds = timed_post(http, "/infer/object_detection", content=body,
-                                       headers={"Content-Type": "application/json"})
+        response, seconds = timed_post(http, path, content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and "VISIONSERVE_MAX_BATCH_IMAGES" in response.json()["message"]
     assert seconds < FAST_S and probe.worst_s < FAST_S
     assert len(response.content) < 1000

@@ -23,7 +23,7 @@ from visionserve.api.keys import legacy_route_key
 from visionserve.api.routes.infer import ERROR_RESPONSES, json_response
 from visionserve.api.schemas import Confidence, ImageInput
 from visionserve.api.state import ServerState, get_state
-from visionserve.core import InferenceJob, with_visualization
+from visionserve.core import InferenceJob, too_many_images, with_visualization
 from visionserve.errors import InputImageError, InvalidRequestError, VisionServeError
 from visionserve.images.numpy_input import looks_like_array
 from visionserve.images.sources import ENCODED, ImageSpec, looks_like_image_file
@@ -112,15 +112,27 @@ class LegacyInput:
     api_key: str | None = None  # from a JSON body
 
 
-def json_body(body: bytes) -> LegacyInput:
+MAX_LISTED_PROBLEMS = 10
+
+
+def json_body(body: bytes, max_images: int) -> LegacyInput:
+    """A JSON body (run in a worker: its size is the caller's choice); over-long image lists are refused before
+    any item is validated, and at most `MAX_LISTED_PROBLEMS` problems are listed."""
     try:
-        parsed = LegacyJsonBody.model_validate_json(body)
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidRequestError(f"The body starts as JSON but is not valid JSON: {error}.") from None
+    images = raw.get("image") if isinstance(raw, dict) else None
+    if isinstance(images, list) and len(images) > max_images:
+        raise too_many_images(len(images), max_images)
+    try:
+        parsed = LegacyJsonBody.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, problem['loc'])) or 'body'}: {problem['msg']}" for problem in error.errors()
-        )
+        listed = error.errors()[:MAX_LISTED_PROBLEMS]
+        problems = "; ".join(f"{'.'.join(map(str, problem['loc'])) or 'body'}: {problem['msg']}" for problem in listed)
+        more = f" (and {error.error_count() - len(listed)} more)" if error.error_count() > len(listed) else ""
         raise InvalidRequestError(
-            f"The body is JSON, so it is read as a request with `image` and options: {problems}."
+            f"The body is JSON, so it is read as a request with `image` and options: {problems}{more}."
         ) from None
     return LegacyInput(parsed.images(), isinstance(parsed.image, list), parsed.options(), parsed.api_key)
 
@@ -158,7 +170,8 @@ async def request_input(request: Request, query: LegacyQuery) -> LegacyInput:
             raise InvalidRequestError("Content-Type header not provided with request.")
         raise InputImageError("Empty image payload.")
     if body.lstrip().startswith(b"{"):  # no base64 text, image file or pickle starts with a brace
-        return json_body(body)
+        state: ServerState = request.app.state.visionserve
+        return await state.in_worker(json_body, body, state.settings.max_batch_images)
     return LegacyInput([body_image(body, query.image_type.lower())])
 
 
