@@ -47,10 +47,11 @@ def test_yolox_input_is_bgr_0_to_255_in_the_top_left_corner() -> None:
     assert (transform.pad_x, transform.pad_y) == (0.0, 0.0)
     assert np.all(tensor[0, 0, :32] == 200) and np.all(tensor[0, 1:, :32] == 0)  # channel 0 is blue, not scaled
     assert np.all(tensor[0, :, 32:] == 114)
-    # Sizes are truncated as YOLOX's preproc does: int(100 * 0.32) = 32.
-    odd = DecodedImage.full(np.zeros((99, 200, 3), dtype=np.uint8))
-    _, (transform,) = build_input_batch([odd], spec)
-    assert round(transform.scale_y * 99) == int(99 * 64 / 200)
+    # Sizes are truncated as YOLOX's preproc does (int(99 * 0.32) = 31 rows), and boxes map back by the ratio.
+    odd = DecodedImage.full(np.full((99, 200, 3), 200, dtype=np.uint8))
+    tensor, (transform,) = build_input_batch([odd], spec)
+    assert np.all(tensor[0, 0, :31] == 200) and np.all(tensor[0, 0, 31:] == 114)
+    assert transform.scale_x == transform.scale_y == 64 / 200
 
 
 @pytest.mark.parametrize("size", [(300, 400), (400, 300), (224, 224), (500, 123)])

@@ -121,6 +121,8 @@ def letterbox_into(image: DecodedImage, out: np.ndarray, spec: InputSpec) -> Ima
     if (new_w, new_h) != (target_w, target_h):
         out[...] = spec.pad_tensor_value()
     _write(_resized(image.pixels, new_w, new_h, spec), out[:, top : top + new_h, left : left + new_w], spec)
+    if spec.pad_top_left:  # YOLOX maps boxes back by its ratio, not by the truncated size
+        return ImageTransform(width, height, ratio, ratio, 0.0, 0.0)
     return ImageTransform(width, height, new_w / width, new_h / height, float(left), float(top))
 
 
