@@ -109,3 +109,32 @@ def test_rfdetr_masks_equal_a_full_bilinear_upsample(tmp_path) -> None:
         expected = cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR) > 0
         assert np.count_nonzero(full != expected) <= 2  # ties at exactly 0 may round either way
         assert expected.any()
+
+
+def test_segmentation_drops_detections_without_a_mask(tmp_path) -> None:
+    """A box inside the letterbox padding (nothing of the image under it) and one whose mask is empty: Ultralytics
+    drops both, as their masks are empty; the server must not answer a zero-height box with an empty outline."""
+    from tests.onnx_edit import constant_outputs
+    from visionserve.models.inspect import ManifestOverrides, manifest_for
+    from visionserve.models.loader import build_predictor
+    from visionserve.models.manifest import ModelPackage
+    from visionserve.runtime.onnx_model import OnnxModel, RuntimeOptions
+
+    rows = np.zeros((1, 4 + 1 + 32, 3), dtype=np.float32)
+    rows[0, :5, 0] = [32, 4, 20, 6, 0.9]  # in the top padding of a wide image
+    rows[0, :5, 1] = [32, 32, 20, 20, 0.8]  # on the image, but with a mask that is negative everywhere
+    rows[0, :5, 2] = [20, 32, 16, 16, 0.7]  # on the image, with a mask
+    rows[0, 5, 2] = 1.0
+    rows[0, 5, 1] = -1.0
+    protos = np.zeros((1, 32, 16, 16), dtype=np.float32)
+    protos[0, 0] = 5.0
+    weights = constant_outputs(tmp_path / "seg.onnx", "images", [1, 3, 64, 64], {"output0": rows, "output1": protos},
+                               metadata={"task": "segment", "names": "{0: 'thing'}", "imgsz": "[64, 64]"})
+    runner = OnnxModel(weights, RuntimeOptions())
+    manifest = manifest_for(runner, "s/1", ManifestOverrides())
+    predictor = build_predictor(ModelPackage(manifest, weights), runner, 1)
+    wide = DecodedImage.full(np.full((32, 128, 3), 128, dtype=np.uint8))  # letterboxed: 16 px of padding above
+    for mask_format in ("polygon", "rle"):
+        (answer,) = predictor.predict([wide], {"confidence": 0.5, "iou_threshold": 1.0, "response_mask_format": mask_format})
+        assert [round(p["confidence"], 2) for p in answer["predictions"]] == [0.7]
+        assert all(p["width"] > 0 and p["height"] > 0 for p in answer["predictions"])
