@@ -81,10 +81,11 @@ def scan_bomb(repeats: int) -> bytes:
 
 
 def test_a_jpeg_with_thousands_of_scans_is_refused_at_once() -> None:
+    bomb = scan_bomb(3000)
     started = time.monotonic()
     with pytest.raises(InputImageError, match="VISIONSERVE_MAX_JPEG_SCANS"):
-        decode_image(scan_bomb(3000), LIMITS)
-    assert time.monotonic() - started < 1.0
+        decode_image(bomb, LIMITS)
+    assert time.monotonic() - started < 2.0  # decoding it took minutes of CPU
     assert decode_image(scan_bomb(1), LIMITS).width == 512  # an ordinary progressive JPEG still decodes
 
 
@@ -253,7 +254,7 @@ def test_a_reply_that_drips_is_cut_off_at_the_timeout(hostile: WeightsApi) -> No
     started = time.monotonic()
     with pytest.raises(VisionServeError) as error:
         hostile.describe("evil/drip", None)
-    assert error.value.status_code == 504 and time.monotonic() - started < 3 * 1.0 + 2  # three attempts of 1 s
+    assert error.value.status_code == 504 and time.monotonic() - started < 1.0 + 1.5  # one deadline for all attempts
 
 
 def test_weights_announced_over_the_limit_are_not_downloaded(hostile: WeightsApi, tmp_path: Path) -> None:

@@ -228,7 +228,7 @@ class WeightsApi:
 
     def _get_json(self, url: str, params: Mapping[str, str], model_id: str) -> Mapping[str, Any]:
         def attempt() -> Mapping[str, Any]:
-            with deadline(self.timeout_s), self._client.stream("GET", url, params=params) as response:
+            with self._client.stream("GET", url, params=params) as response:
                 self._raise_for_status(response, model_id)
                 body = self._read_capped(response, self.limits.max_json_bytes, "JSON reply")
             try:
@@ -239,7 +239,8 @@ class WeightsApi:
                 raise WeightsApiBadResponse("The weights API answered with JSON that is not an object.")
             return payload
 
-        return self._with_retries(attempt, pause=False)  # no sleeping in a request's worker
+        with deadline(self.timeout_s):  # all attempts together; no sleeping in a request's worker
+            return self._with_retries(attempt, pause=False)
 
     @staticmethod
     def _read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
