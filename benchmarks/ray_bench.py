@@ -3,7 +3,7 @@ same cores, model (nudenet/1, YOLOv8n at 320) and photo (640x480 JPEG):
 
 1. Throughput: 2 model-worker replicas of one ONNX thread each vs one server process running two forward passes of
    one thread each (the same thread budget); ratio (goal >= 0.80), and what Ray adds per request: p50 at one client
-   and CPU milliseconds per request (cores / throughput).
+   and CPU milliseconds per request, measured per process from /proc (Ray's proxy, the ingress, the workers).
 2. Model capacity: 2 replicas x 4 models, 8 distinct models round-robin: loads during warm-up, then none after.
 
     python -m benchmarks.ray_bench [--seconds 10] [--concurrency 8]
@@ -38,6 +38,7 @@ from visionserve.server_process import ServerProcess
 console = Console(width=120)
 FIXTURE_MODELS = Path(__file__).parent.parent / "tests" / "fixtures" / "models"
 PATH = "/infer/object_detection"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ONE_THREAD = {
     "VISIONSERVE_INTRA_OP_THREADS": "1",
     "VISIONSERVE_LOG_LEVEL": "warning",
@@ -61,30 +62,55 @@ def request_body(model_id: str, jpeg: bytes) -> bytes:
     )
 
 
-def requests_per_second(url: str, body: bytes, concurrency: int, seconds: float) -> float:
-    """wrk's throughput (non-200 answers make it fail), else the Python load generator's."""
+def load_run(url: str, body: bytes, concurrency: int, seconds: float) -> tuple[float, int]:
+    """Requests per second and how many were served: wrk's (a non-200 answer fails it), else the Python load
+    generator's."""
     if shutil.which("wrk") is None:
         timing = http_load(url, PATH, body, concurrency, seconds=seconds)
         assert timing.errors == 0, f"{timing.errors} failed requests"
-        return timing.per_second
+        return timing.per_second, len(timing.latencies)
+    lua = f"wrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\nwrk.body = {orjson.dumps(body.decode()).decode()}\n"
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write(
-            f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {orjson.dumps(body.decode()).decode()}\n'
-        )
+        script.write(lua)
         script.flush()
-        for warmup_or_run in (2, seconds):
-            command = [
-                "wrk",
-                "-t1",
-                f"-c{concurrency}",
-                f"-d{warmup_or_run:g}s",
-                "-s",
-                script.name,
-                url + PATH,
-            ]
-            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "-s", script.name, url + PATH]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     assert "Non-2xx" not in output, output
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
+    return rate, int(re.search(r"(\d+) requests in", output)[1])  # type: ignore[index]
+
+
+ROLES = {
+    "ProxyActor": "Ray HTTP proxy",
+    "visionserve:Ingress": "ingress",
+    "visionserve:ModelWorker": "model workers",
+}
+
+
+def cpu_seconds_by_role(root_pid: int) -> dict[str, float]:
+    """CPU time so far of `root_pid` and every process under it, by role (Ray's proxy, the ingress, the model
+    workers; the rest of Ray, or the single server itself, as "other"), read from /proc."""
+    stats: dict[int, tuple[int, float, str]] = {}  # pid -> parent, CPU seconds, command line
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # exited meanwhile
+        stats[int(stat.parent.name)] = (
+            int(fields[1]),
+            (int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
+            command,
+        )
+    by_role: dict[str, float] = {}
+    for pid, (_, seconds, command) in stats.items():
+        ancestor = pid
+        while ancestor not in (root_pid, 0, 1) and ancestor in stats:
+            ancestor = stats[ancestor][0]
+        if ancestor == root_pid:
+            role = next((name for marker, name in ROLES.items() if marker in command), "other")
+            by_role[role] = by_role.get(role, 0.0) + seconds
+    return by_role
 
 
 def p50_ms(url: str, body: bytes, seconds: float) -> float:
@@ -140,19 +166,28 @@ def main() -> None:
         )
         on_ray = RayServeProcess(Path(folder) / "ray", ray_args, env).start()
         try:  # both stay up (idle, they cost nothing) and take turns, so drifting noise hits both alike
+            # Capacity first, on empty replicas: the throughput runs below spread nudenet/1 over both replicas.
+            models = ["nudenet/1", *CAPACITY_MODELS]
+            capacity_round_robin(on_ray.url, models, jpeg, rounds=2)
+            warmup_loads = len(on_ray.loads())
+            capacity_round_robin(on_ray.url, models, jpeg, rounds=10)
+            steady_loads = len(on_ray.loads()) - warmup_loads
+            per_replica = {load.replica: load.loads_so_far for load in on_ray.loads()}
             rates: dict[str, list[float]] = {single.url: [], on_ray.url: []}
+            cpu_ms: dict[str, dict[str, float]] = {}  # per request, by role, over every measured run
+            for url in rates:
+                load_run(url, body, args.concurrency, 2)  # warm-up: every replica has loaded the model
             for _ in range(args.rounds):
-                for url, measured in rates.items():
-                    measured.append(requests_per_second(url, body, args.concurrency, args.seconds))
+                for url, pid in ((single.url, single.process.pid), (on_ray.url, on_ray.process.pid)):  # type: ignore[union-attr]
+                    before = cpu_seconds_by_role(pid)
+                    rate, served = load_run(url, body, args.concurrency, args.seconds)
+                    after = cpu_seconds_by_role(pid)
+                    rates[url].append(rate)
+                    for role, seconds in after.items():
+                        share = 1000 * (seconds - before.get(role, 0.0)) / served / args.rounds
+                        cpu_ms.setdefault(url, {})[role] = cpu_ms.get(url, {}).get(role, 0.0) + share
             single_rps, ray_rps = max(rates[single.url]), max(rates[on_ray.url])
             single_p50, ray_p50 = (p50_ms(url, body, args.seconds / 2) for url in (single.url, on_ray.url))
-            models = ["nudenet/1", *CAPACITY_MODELS]
-            loads_before = len(on_ray.loads())
-            capacity_round_robin(on_ray.url, models, jpeg, rounds=2)
-            warmup_loads = len(on_ray.loads()) - loads_before
-            capacity_round_robin(on_ray.url, models, jpeg, rounds=10)
-            steady_loads = len(on_ray.loads()) - loads_before - warmup_loads
-            per_replica = {load.replica: load.loads_so_far for load in on_ray.loads()}
         finally:
             single.stop()
             on_ray.stop()
@@ -166,10 +201,13 @@ def main() -> None:
     table.add_row(
         "p50 at 1 client, ms", f"{single_p50:.1f}", f"{ray_p50:.1f}", f"+{ray_p50 - single_p50:.1f} ms"
     )
-    single_cpu_ms, ray_cpu_ms = 1000 * cores / single_rps, 1000 * cores / ray_rps
-    table.add_row("CPU ms per request (cores / throughput)", f"{single_cpu_ms:.1f}", f"{ray_cpu_ms:.1f}",
+    single_cpu_ms, ray_cpu_ms = sum(cpu_ms[single.url].values()), sum(cpu_ms[on_ray.url].values())
+    table.add_row("CPU ms per request (all processes, measured)", f"{single_cpu_ms:.1f}", f"{ray_cpu_ms:.1f}",
                   f"+{ray_cpu_ms - single_cpu_ms:.1f} ms")  # fmt: skip
     console.print(table)
+    for name, url in (("one process", single.url), ("Ray Serve", on_ray.url)):
+        roles = ", ".join(f"{role} {ms:.1f}" for role, ms in sorted(cpu_ms[url].items()))
+        console.print(f"CPU ms per request, {name}: {roles}")
     console.print(
         f"Model capacity, 2 replicas x 4 models, 8 models round-robin: {warmup_loads} loads in the 2 warm-up rounds, "
         f"{steady_loads} in the next 10 rounds (80 requests); loads per replica: {sorted(per_replica.values())}"

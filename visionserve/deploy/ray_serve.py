@@ -22,6 +22,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from ray.serve.exceptions import (
     ReplicaUnavailableError,
     RequestCancelledError,
 )
-from ray.serve.handle import DeploymentHandle, DeploymentResponse
+from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -111,35 +112,42 @@ class ClusterInference(InferenceService):
     """The ingress's inference path: `run` happens on a model worker chosen by model id; the rest of the service
     (its manager, image limits) stays the ingress's own."""
 
-    def __init__(self, local: InferenceService, workers: DeploymentHandle) -> None:
+    def __init__(
+        self, local: InferenceService, workers: DeploymentHandle, loop: asyncio.AbstractEventLoop
+    ) -> None:
         # The ingress's own manager, image loader and limits, whatever the local service holds.
         vars(self).update(vars(local))
         self._workers = workers
+        self._loop = loop  # the replica's event loop, where Ray's handle calls are cheapest
 
     def run(self, job: InferenceJob) -> list[ImageResult]:
         validate_model_id(job.model_id)  # a 400 here, before it becomes Ray's routing key
-        response = self._workers.options(multiplexed_model_id=job.model_id).infer.remote(portable(job))
-        outcome = _wait(response, job)
+        outcome = _wait(asyncio.run_coroutine_threadsafe(self._on_worker(job), self._loop), job)
         if isinstance(outcome, WorkerError):
             outcome.raise_again()
         return outcome
 
+    async def _on_worker(self, job: InferenceJob) -> list[ImageResult] | WorkerError:
+        """The job on a model worker; one that is gone or full is a 503 the client retries."""
+        try:
+            return await self._workers.options(multiplexed_model_id=job.model_id).infer.remote(portable(job))
+        except UNAVAILABLE as error:
+            raise ServiceUnavailableError(
+                f"No model worker could take the request ({type(error).__name__}) - retry request."
+            ) from None
 
-def _wait(response: DeploymentResponse, job: InferenceJob) -> Any:
-    """The worker's answer; a caller who left (or a deadline) cancels the remote job, and a worker that is gone or
-    full is a 503 the client retries."""
-    try:
-        while True:
-            try:
-                return response.result(timeout_s=POLL_S)
-            except TimeoutError:
-                if job.cancelled.is_set():
-                    response.cancel()
-                    raise ClientClosedRequest() from None
-    except UNAVAILABLE as error:
-        raise ServiceUnavailableError(
-            f"No model worker could take the request ({type(error).__name__}) - retry request."
-        ) from None
+
+def _wait(
+    answer: Future[list[ImageResult] | WorkerError], job: InferenceJob
+) -> list[ImageResult] | WorkerError:
+    """The worker's answer; a caller who left (or a deadline) cancels the remote job (with the awaiting task)."""
+    while True:
+        try:
+            return answer.result(timeout=POLL_S)
+        except TimeoutError:
+            if job.cancelled.is_set():
+                answer.cancel()
+                raise ClientClosedRequest() from None
 
 
 def worker_settings(models_per_replica: int, cpus: float) -> Settings:
@@ -212,11 +220,11 @@ class IngressReplica:
         self._workers = workers
         self._threads = threads
 
-    def __serve_build_asgi_app__(self) -> FastAPI:
+    async def __serve_build_asgi_app__(self) -> FastAPI:
         # Threads only wait on workers here; models named for preloading belong to no single worker.
         app = create_app(Settings(inference_threads=self._threads, preload_models=[]))
         state: ServerState = app.state.visionserve
-        state.service = ClusterInference(state.service, self._workers)
+        state.service = ClusterInference(state.service, self._workers, asyncio.get_running_loop())
         app.add_middleware(WithoutRequestIdHeader)
         return app
 
