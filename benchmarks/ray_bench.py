@@ -44,16 +44,9 @@ ONE_THREAD = {
     "VISIONSERVE_LOG_LEVEL": "warning",
     "VISIONSERVE_WEIGHTS_API": "",
 }
-# Eight distinct detectors: the built-in one and the fixture exports (one of them under a second id).
-CAPACITY_MODELS = {
-    "shapes-detect/1": "shapes-detect.onnx",
-    "shapes-detect-dynamic/1": "shapes-detect-dynamic.onnx",
-    "shapes-detect-nms/1": "shapes-detect-nms.onnx",
-    "shapes-detect-v5classic/1": "shapes-detect-v5classic.onnx",
-    "shapes-detect-v5u/1": "shapes-detect-v5u.onnx",
-    "shapes-detect-yolo11/1": "shapes-detect-yolo11.onnx",
-    "shapes-detect-copy/1": "shapes-detect.onnx",
-}
+# Eight distinct detectors: the built-in one, the fixture detector exports, and one of them again under a second id.
+CAPACITY_MODELS = {f"{path.stem}/1": path for path in sorted(FIXTURE_MODELS.glob("shapes-detect*.onnx"))}
+CAPACITY_MODELS["shapes-detect-copy/1"] = FIXTURE_MODELS / "shapes-detect.onnx"
 
 
 def request_body(model_id: str, jpeg: bytes) -> bytes:
@@ -147,8 +140,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder) / "home"
         store = ModelStore(home / "models")
-        for model_id, file_name in CAPACITY_MODELS.items():
-            import_model(store, FIXTURE_MODELS / file_name, model_id, ManifestOverrides())
+        for model_id, path in CAPACITY_MODELS.items():
+            import_model(store, path, model_id, ManifestOverrides())
         env = {**ONE_THREAD, "VISIONSERVE_HOME": str(home)}
 
         single = ServerProcess(

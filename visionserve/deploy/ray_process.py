@@ -3,8 +3,6 @@ free loopback port with its own Ray temp dir, ready once it serves, stopped with
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,23 +11,17 @@ from pathlib import Path
 import httpx
 
 from visionserve.deploy.ray_serve import ModelLoad, model_loads
-from visionserve.server_process import free_port
+from visionserve.server_process import ServerProcess
 
 READY_LINE = "visionserve on Ray"  # what the command prints once the application serves
 
 
-class RayServeProcess:
+class RayServeProcess(ServerProcess):
     def __init__(self, ray_temp: Path, args: tuple[str, ...], env: dict[str, str]) -> None:
-        self.ray_temp = ray_temp  # RAY_TMPDIR: the session's sockets and logs stay apart from other clusters
-        self.port = free_port()
-        self.args = args
-        self.env = {**os.environ, "RAY_TMPDIR": str(ray_temp), "RAY_USAGE_STATS_ENABLED": "0", **env}
-        self.log_path = ray_temp / "cli.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        # RAY_TMPDIR: the session's sockets and logs stay apart from any other Ray cluster on the machine.
+        ray_env = {"RAY_TMPDIR": str(ray_temp), "RAY_USAGE_STATS_ENABLED": "0", **env}
+        super().__init__(log_path=ray_temp / "cli.log", env=ray_env, args=args)
+        self.ray_temp = ray_temp
 
     @property
     def session(self) -> Path:
@@ -52,17 +44,8 @@ class RayServeProcess:
         return self
 
     def stop(self, timeout_s: float = 60.0) -> None:
-        """SIGTERM: the command removes the application and stops its cluster."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """SIGTERM: the command removes the application and stops its cluster (which takes a while)."""
+        super().stop(timeout_s)
 
     def loads(self) -> list[ModelLoad]:
         return model_loads(self.session)
