@@ -48,7 +48,7 @@ def serve_on_ray(
         int | None, typer.Option(help="Ray's HTTP port (env VISIONSERVE_PORT, default 9001).")
     ] = None,
     num_cpus: Annotated[
-        int | None, typer.Option(min=1, help="CPUs of a local cluster [default: all].")
+        int | None, typer.Option(min=1, help="CPUs of a local cluster (default: all).")
     ] = None,
     print_config: Annotated[
         bool, typer.Option(help="Print the Serve config file (for `serve deploy`, KubeRay) and exit.")
@@ -77,17 +77,9 @@ def serve_on_ray(
     import ray
     from ray import serve
 
-    from visionserve.api.app import _is_loopback
-
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a self-hosted server reports nothing home
-    if address is None:  # a cluster of this machine alone: on loopback unless the proxy is exposed
-        ray.init(
-            num_cpus=num_cpus,
-            _node_ip_address="127.0.0.1" if _is_loopback(host) else None,
-            log_to_driver=False,
-        )
-    else:
-        ray.init(address=address, log_to_driver=False)
+    # No address: a local cluster of this machine alone, for as long as the command runs.
+    ray.init(address=address, num_cpus=num_cpus if address is None else None, log_to_driver=False)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_application(layout), name=layout.app_name, route_prefix=layout.route_prefix)
     console.print(
