@@ -28,6 +28,7 @@ from visionserve.api.oip.schemas import (
 )
 from visionserve.api.state import ServerState, get_state
 from visionserve.errors import VisionServeError
+from visionserve.models.loader import LoadedModel
 
 router = APIRouter(tags=["open inference protocol"])
 State = Annotated[ServerState, Depends(get_state)]
@@ -140,17 +141,19 @@ def versioned(name: Name, version: Version) -> ModelName:
     return ModelName(name, version)
 
 
+async def loaded(model: ModelName, request: Request, state: ServerState) -> LoadedModel:
+    """The model, loaded first if needed (downloaded with the caller's key where keys are forwarded)."""
+    return await state.in_worker(state.manager.get, model.model_id, state.request_key(caller_key(request)))
+
+
 def _add_model_routes(path: str, name_of: Callable[..., ModelName], suffix: str) -> None:
     Model = Annotated[ModelName, Depends(name_of)]
 
     async def metadata(model: Model, request: Request, state: State) -> ModelMetadata:
-        loaded = await state.in_worker(
-            state.manager.get, model.model_id, state.request_key(caller_key(request))
-        )
-        return model_metadata(model, loaded)
+        return model_metadata(model, await loaded(model, request, state))
 
     async def ready(model: Model, request: Request, state: State) -> Response:
-        await state.in_worker(state.manager.get, model.model_id, state.request_key(caller_key(request)))
+        await loaded(model, request, state)
         return Response()
 
     async def run(model: Model, request: Request, state: State) -> Response:
