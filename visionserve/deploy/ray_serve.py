@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import FastAPI
 from pydantic import Field
@@ -95,7 +95,7 @@ class WorkerError:
     message: str
     headers: dict[str, str] | None
 
-    def raise_again(self) -> None:
+    def raise_again(self) -> NoReturn:
         error = VisionServeError(self.message)
         error.status_code, error.headers = self.status_code, self.headers
         raise error
@@ -181,7 +181,7 @@ class ModelWorkerReplica:
         job = InferenceJob(**job_fields)
         try:
             # Loaded first, so a model that fails to load never enters Ray's record (or evicts one that is there).
-            await self._state.in_worker(self._load, job.model_id, job.api_key)
+            await self._state.in_worker(self._load, job)
             await self._hold(job.model_id)
             return await self._state.in_worker(self._state.service.run, job)
         except VisionServeError as error:
@@ -190,13 +190,14 @@ class ModelWorkerReplica:
             job.cancelled.set()  # the thread checks it between stages
             raise
 
-    def _load(self, model_id: str, api_key: str | None) -> None:
-        """The model in memory; a load (not a cache hit) is logged, so loads can be counted per replica."""
+    def _load(self, job: InferenceJob) -> None:
+        """The job's model in memory, as the service itself gets it (same rules for remote models, same errors);
+        a load (not a cache hit) is logged, so loads can be counted per replica."""
         loads_before = self._onnx_loads()
-        self._state.manager.get(model_id, api_key)
+        self._state.service._model(job)
         if self._onnx_loads() > loads_before:
             logger.info(
-                "%s model=%s pid=%d loads=%d", LOAD_LOG_MARKER, model_id, os.getpid(), self._onnx_loads()
+                "%s model=%s pid=%d loads=%d", LOAD_LOG_MARKER, job.model_id, os.getpid(), self._onnx_loads()
             )
 
     def _onnx_loads(self) -> int:
