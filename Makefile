@@ -82,8 +82,8 @@ serve: $(STAMP)
 test: $(TEST_STAMP) $(SDK_STAMP) $(RFDETR_FIXTURES)/done
 	VISIONSERVE_RFDETR_FIXTURES=$(RFDETR_FIXTURES) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(TEST_STAMP)
-	$(BIN)/python -m benchmarks.suite $(ARGS)
+bench: $(TEST_STAMP) $(RFDETR_FIXTURES)/done
+	VISIONSERVE_RFDETR_FIXTURES=$(RFDETR_FIXTURES) $(BIN)/python -m benchmarks.suite $(ARGS)
 
 fuzz: $(TEST_STAMP)
 	$(BIN)/python tools/fuzz.py --max-examples 300 $(ARGS)
