@@ -10,9 +10,10 @@ import numpy as np
 from PIL import Image
 
 from tests.conftest import b64, encode, image_value, photo
-from visionserve.images.decode import decode_image
+from visionserve.images.decode import DecodeLimits, decode_image
 
 NEEDS_A_QUARTER = lambda w, h: 0.25
+NO_LIMITS = DecodeLimits(max_pixels=10**9, max_jpeg_scans=100)
 
 
 def big_jpeg(width: int = 1920, height: int = 1080, orientation: int | None = None) -> bytes:
@@ -26,15 +27,15 @@ def big_jpeg(width: int = 1920, height: int = 1080, orientation: int | None = No
 
 
 def test_draft_decoding_keeps_the_true_size() -> None:
-    image = decode_image(big_jpeg(), 10**9, needed=NEEDS_A_QUARTER)
+    image = decode_image(big_jpeg(), NO_LIMITS, needed=NEEDS_A_QUARTER)
     assert (image.width, image.height) == (1920, 1080) and image.pixels.shape == (270, 480, 3)
-    turned = decode_image(big_jpeg(orientation=6), 10**9, needed=NEEDS_A_QUARTER)
+    turned = decode_image(big_jpeg(orientation=6), NO_LIMITS, needed=NEEDS_A_QUARTER)
     assert (turned.width, turned.height) == (1080, 1920) and turned.pixels.shape == (480, 270, 3)
-    kept = decode_image(big_jpeg(orientation=6), 10**9, auto_orient=False, needed=NEEDS_A_QUARTER)
+    kept = decode_image(big_jpeg(orientation=6), NO_LIMITS, auto_orient=False, needed=NEEDS_A_QUARTER)
     assert (kept.width, kept.height) == (1920, 1080)
-    small = decode_image(encode(photo("chelsea")), 10**9, needed=NEEDS_A_QUARTER)  # a small photo: decoded whole
+    small = decode_image(encode(photo("chelsea")), NO_LIMITS, needed=NEEDS_A_QUARTER)  # a small photo: decoded whole
     assert small.pixels.shape == (300, 451, 3)
-    needs_all = decode_image(big_jpeg(), 10**9, needed=lambda w, h: 0.9)
+    needs_all = decode_image(big_jpeg(), NO_LIMITS, needed=lambda w, h: 0.9)
     assert needs_all.pixels.shape == (1080, 1920, 3)
 
 
