@@ -66,7 +66,7 @@ def test_classifier_resizes_as_torchvision_on_pil_images(size: tuple[int, int]) 
     short = 256
     new_w, new_h = (short, int(short * height / width)) if width <= height else (int(short * width / height), short)
     resized = np.asarray(Image.fromarray(image[..., ::-1]).resize((new_w, new_h), Image.Resampling.BILINEAR))
-    top, left = int(round((new_h - 224) / 2.0)), int(round((new_w - 224) / 2.0))
+    top, left = round((new_h - 224) / 2.0), round((new_w - 224) / 2.0)
     crop = resized[top : top + 224, left : left + 224] / 255.0
     expected = ((crop - MEAN) / STD).transpose(2, 0, 1)
     assert np.abs(tensor[0] - expected).max() < 1e-4
@@ -85,23 +85,15 @@ def test_class_slots_for_custom_coco_and_background_layouts() -> None:
         class_slots(5, ["a", "b"])
 
 
-def test_rfdetr_masks_equal_a_full_bilinear_upsample(tmp_path) -> None:
-    from tests.onnx_edit import constant_outputs
-    from visionserve.models.manifest import ModelFamily, ModelManifest, Task
-    from visionserve.runtime.onnx_model import OnnxModel, RuntimeOptions
-    from visionserve.tasks.rfdetr import RFDETRSegmentationPredictor
+def test_rfdetr_masks_equal_a_full_bilinear_upsample() -> None:
+    from visionserve.tasks.rfdetr import MaskSampler
 
-    weights = constant_outputs(tmp_path / "seg.onnx", "input", [1, 3, 64, 64],
-                               {"dets": [1, 5, 4], "labels": [1, 5, 3], "masks": [1, 5, 16, 16]})
-    manifest = ModelManifest(model_id="s/1", task=Task.INSTANCE_SEGMENTATION, family=ModelFamily.RFDETR,
-                             class_names=["a", "b"], resize=ResizeMode.STRETCH)
-    predictor = RFDETRSegmentationPredictor(manifest, OnnxModel(weights, RuntimeOptions()), 1)
     rng = np.random.default_rng(3)
     logits = np.full((16, 16), -3.0, dtype=np.float32)
     logits[4:9, 6:12] = rng.normal(1.0, 1.0, (5, 6))
     for width, height in ((100, 70), (37, 53), (640, 480)):
         transform = ImageTransform(width, height, 64 / width, 64 / height, 0.0, 0.0, image_width=width, image_height=height)
-        patch = predictor.mask_patch(logits, transform)
+        patch = MaskSampler.for_image(transform, (64, 64), logits.shape).patch(logits)
         full = np.zeros((height, width), dtype=bool)
         rows, columns = patch.mask.shape
         full[patch.top : patch.top + rows, patch.left : patch.left + columns] = patch.mask
@@ -109,6 +101,7 @@ def test_rfdetr_masks_equal_a_full_bilinear_upsample(tmp_path) -> None:
         expected = cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR) > 0
         assert np.count_nonzero(full != expected) <= 2  # ties at exactly 0 may round either way
         assert expected.any()
+    assert not MaskSampler.for_image(transform, (64, 64), logits.shape).patch(-logits.clip(0)).mask.any()
 
 
 def test_segmentation_drops_detections_without_a_mask(tmp_path) -> None:

@@ -151,7 +151,7 @@ def center_crop_into(image: DecodedImage, out: np.ndarray, spec: InputSpec) -> I
     target_h, target_w = out.shape[1:]
     width, height = image.width, image.height
     new_w, new_h = crop_resize_size(width, height, target_h, target_w, spec.crop_fraction)
-    left, top = int(round((new_w - target_w) / 2.0)), int(round((new_h - target_h) / 2.0))
+    left, top = round((new_w - target_w) / 2.0), round((new_h - target_h) / 2.0)
     resized = _resized(image.pixels, new_w, new_h, spec)
     _write(resized[top : top + target_h, left : left + target_w], out, spec)
     return ImageTransform(width, height, new_w / width, new_h / height, float(-left), float(-top))

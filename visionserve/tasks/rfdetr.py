@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from visionserve.models.manifest import Normalization, ResizeMode, Task
+from visionserve.models.manifest import Normalization, Task
 from visionserve.tasks.base import Options, ResponseFields
 from visionserve.tasks.detection import (
     DetectionParams,
@@ -143,36 +143,15 @@ class RFDETRSegmentationPredictor(RFDETRDetectionPredictor):
         predictions = self.box_predictions(detections)
         height, width = transform.image_height, transform.image_width
         masks: list[dict[str, Any] | None] = []
+        planes = outputs[self.masks_at]
+        sampler = MaskSampler.for_image(transform, self.input_hw, planes.shape[1:])
         for query in queries.tolist():
-            patch = self.mask_patch(outputs[self.masks_at][query], transform)
+            patch = sampler.patch(planes[query])
             if params.mask_format == "rle":
                 masks.append(rle_field(patch, height, width) if patch.mask.any() else None)
             else:
                 masks.append(polygon_field(largest_polygon(patch)))
         return {"predictions": with_masks(predictions, masks)}
-
-    def mask_patch(self, logits: np.ndarray, transform: ImageTransform) -> MaskPatch:
-        """One query's mask at the original image's resolution: its logits resampled bilinearly with pixel
-        centres aligned (torch's interpolate without align_corners, as rfdetr does), positive above 0.
-
-        Only the window that can be positive is resampled: a sample mixes the two logits around it on each axis,
-        so pixels beyond the neighbours of the outermost positive logits stay negative."""
-        positive = np.argwhere(logits > 0)
-        if positive.size == 0:
-            return MaskPatch(np.zeros((0, 0), dtype=bool), 0, 0)
-        (first_row, first_column), (last_row, last_column) = positive.min(axis=0) - 1, positive.max(axis=0) + 1
-        (scale_x, shift_x), (scale_y, shift_y) = transform.input_to_original_axes()
-        input_h, input_w = self.input_hw
-        x_axis = MaskAxis(logits.shape[1] / input_w, scale_x, shift_x, transform.image_width, logits.shape[1])
-        y_axis = MaskAxis(logits.shape[0] / input_h, scale_y, shift_y, transform.image_height, logits.shape[0])
-        columns, rows = x_axis.window(first_column, last_column), y_axis.window(first_row, last_row)
-        if columns.size == 0 or rows.size == 0:
-            return MaskPatch(np.zeros((0, 0), dtype=bool), 0, 0)
-        (left_x, right_x, weight_x), (top_y, bottom_y, weight_y) = x_axis.taps(columns), y_axis.taps(rows)
-        top = logits[top_y][:, left_x] * (1 - weight_x) + logits[top_y][:, right_x] * weight_x
-        bottom = logits[bottom_y][:, left_x] * (1 - weight_x) + logits[bottom_y][:, right_x] * weight_x
-        sampled = top * (1 - weight_y)[:, None] + bottom * weight_y[:, None]
-        return MaskPatch(sampled > 0, int(columns[0]), int(rows[0]))
 
 
 @dataclass(frozen=True)
@@ -186,16 +165,51 @@ class MaskAxis:
     image_size: int
     mask_size: int
 
-    def window(self, first: int, last: int) -> np.ndarray:
+    def window(self, first: int, last: int) -> slice:
         """Original pixels whose centres lie between the centres of mask cells `first` and `last`."""
         start = (first + 0.5) / self.mask_per_input * self.scale + self.shift
         stop = (last + 0.5) / self.mask_per_input * self.scale + self.shift
-        return np.arange(max(0, math.floor(start)), min(self.image_size, math.ceil(stop) + 1))
+        return slice(max(0, math.floor(start)), max(0, min(self.image_size, math.ceil(stop) + 1)))
 
-    def taps(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For each pixel, the two mask cells it falls between and the weight of the second."""
+    def weights(self) -> np.ndarray:
+        """[image_size, mask_size]: each pixel's bilinear weights over the mask cells, pixel centres aligned and
+        sources clamped at the edges as torch's interpolate (align_corners=False) has them."""
+        pixels = np.arange(self.image_size)
         source = np.maximum((pixels + 0.5 - self.shift) / self.scale * self.mask_per_input - 0.5, 0.0)
         lower = np.floor(source).astype(np.intp)
         weight = (source - lower).astype(np.float32)
         lower = np.minimum(lower, self.mask_size - 1)
-        return lower, np.minimum(lower + 1, self.mask_size - 1), weight
+        matrix = np.zeros((self.image_size, self.mask_size), dtype=np.float32)
+        np.add.at(matrix, (pixels, lower), 1 - weight)
+        np.add.at(matrix, (pixels, np.minimum(lower + 1, self.mask_size - 1)), weight)
+        return matrix
+
+
+@dataclass(frozen=True)
+class MaskSampler:
+    """Resamples one image's mask logits to its original pixels: rows @ logits @ columns.T, per window."""
+
+    x_axis: MaskAxis
+    y_axis: MaskAxis
+    rows: np.ndarray  # [image height, mask height]
+    columns: np.ndarray  # [image width, mask width]
+
+    @classmethod
+    def for_image(cls, transform: ImageTransform, input_hw: tuple[int, int], mask_hw: tuple[int, int]) -> MaskSampler:
+        (scale_x, shift_x), (scale_y, shift_y) = transform.input_to_original_axes()
+        x_axis = MaskAxis(mask_hw[1] / input_hw[1], scale_x, shift_x, transform.image_width, mask_hw[1])
+        y_axis = MaskAxis(mask_hw[0] / input_hw[0], scale_y, shift_y, transform.image_height, mask_hw[0])
+        return cls(x_axis, y_axis, y_axis.weights(), x_axis.weights())
+
+    def patch(self, logits: np.ndarray) -> MaskPatch:
+        """One query's mask at the original image's resolution, positive where the resampled logit is above 0.
+
+        Only the window that can be positive is resampled: a sample mixes the two logits around it on each axis,
+        so pixels beyond the neighbours of the outermost positive logits stay negative."""
+        positive = np.argwhere(logits > 0)
+        if positive.size == 0:
+            return MaskPatch(np.zeros((0, 0), dtype=bool), 0, 0)
+        (first_row, first_column), (last_row, last_column) = positive.min(axis=0) - 1, positive.max(axis=0) + 1
+        rows, columns = self.y_axis.window(first_row, last_row), self.x_axis.window(first_column, last_column)
+        sampled = self.rows[rows] @ logits.astype(np.float32) @ self.columns[columns].T
+        return MaskPatch(sampled > 0, columns.start, rows.start)
