@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.onnx"
+
+
+NamedEnum = TypeVar("NamedEnum", bound=Enum)
+
+
+def parse_named(kind: type[NamedEnum], aliases: Mapping[str, NamedEnum], key: str, name: str, what: str) -> NamedEnum:
+    """An enum member by alias or value, or a ValueError that lists every accepted spelling."""
+    if key in aliases:
+        return aliases[key]
+    try:
+        return kind(key)
+    except ValueError:
+        known = ", ".join(sorted({*aliases, *(member.value for member in kind)}))
+        raise ValueError(f"unknown {what} {name!r}; expected one of: {known}") from None
 
 
 class Task(str, Enum):
@@ -25,15 +41,7 @@ class Task(str, Enum):
     @classmethod
     def parse(cls, name: str) -> Task:
         """Accept our names, the reference's and Ultralytics' (`detect`, `segment`, ...)."""
-        key = name.strip().lower()
-        task = _TASK_ALIASES.get(key)
-        if task is None:
-            try:
-                return cls(key)
-            except ValueError:
-                known = ", ".join(sorted({*_TASK_ALIASES, *(t.value for t in cls)}))
-                raise ValueError(f"unknown task {name!r}; expected one of: {known}") from None
-        return task
+        return parse_named(cls, _TASK_ALIASES, name.strip().lower(), name, "task")
 
 
 _TASK_ALIASES = {
@@ -55,15 +63,7 @@ class ModelFamily(str, Enum):
 
     @classmethod
     def parse(cls, name: str) -> ModelFamily:
-        key = name.strip().lower().replace("-", "")
-        family = _FAMILY_ALIASES.get(key)
-        if family is None:
-            try:
-                return cls(key)
-            except ValueError:
-                known = ", ".join(sorted({*_FAMILY_ALIASES, *(f.value for f in cls)}))
-                raise ValueError(f"unknown model family {name!r}; expected one of: {known}") from None
-        return family
+        return parse_named(cls, _FAMILY_ALIASES, name.strip().lower().replace("-", ""), name, "model family")
 
 
 _FAMILY_ALIASES = {
