@@ -60,8 +60,7 @@ class Predictor(ABC):
         self.spec = self.input_spec()
         probe = np.zeros((runner.batch_size or 1, 3, *self.input_hw), dtype=np.float32)
         try:
-            shapes = [output.shape for output in runner.run(probe)]
-            self.configure(shapes)
+            self.configure(runner.run(probe))
         except RUNTIME_ERRORS as error:
             raise ModelPackageError(f"cannot serve {manifest.model_id} as {manifest.task.value}: {error}") from None
 
@@ -86,8 +85,8 @@ class Predictor(ABC):
         )
 
     @abstractmethod
-    def configure(self, output_shapes: list[tuple[int, ...]]) -> None:
-        """Check the outputs of the warm-up pass and remember how to read them."""
+    def configure(self, warmup: list[np.ndarray]) -> None:
+        """Check the outputs of the warm-up pass (a blank batch) and remember how to read them."""
 
     @abstractmethod
     def parse_options(self, options: Options) -> Any:

@@ -26,8 +26,8 @@ def _as_probabilities(scores: np.ndarray, multilabel: bool) -> np.ndarray:
 class ClassificationPredictor(Predictor):
     task = Task.CLASSIFICATION
 
-    def configure(self, output_shapes: list[tuple[int, ...]]) -> None:
-        shape = output_shapes[0]
+    def configure(self, warmup: list[np.ndarray]) -> None:
+        shape = warmup[0].shape
         if len(shape) != 2 or shape[1] != len(self.class_names):
             raise ValueError(f"expected a [B, {len(self.class_names)}] output of class scores, got {list(shape)}")
 

@@ -71,10 +71,10 @@ def parse_detection_options(options: Options) -> DetectionParams:
 class ObjectDetectionPredictor(Predictor):
     task = Task.OBJECT_DETECTION
 
-    def configure(self, output_shapes: list[tuple[int, ...]]) -> None:
+    def configure(self, warmup: list[np.ndarray]) -> None:
         metadata = parse_metadata(self.runner.metadata)
-        extra = self.extra_values(output_shapes)
-        self.layout = detect_layout(output_shapes[0], len(self.class_names), extra, metadata.end_to_end)
+        extra = self.extra_values([output.shape for output in warmup])
+        self.layout = detect_layout(warmup[0].shape, len(self.class_names), extra, metadata.end_to_end)
         self.one_image_per_pass = metadata.nms_first_image_only
 
     def extra_values(self, output_shapes: list[tuple[int, ...]]) -> int:

@@ -33,9 +33,9 @@ def corners(boxes: np.ndarray) -> np.ndarray:
 class OrientedDetectionPredictor(Predictor):
     task = Task.ORIENTED_OBJECT_DETECTION
 
-    def configure(self, output_shapes: list[tuple[int, ...]]) -> None:
+    def configure(self, warmup: list[np.ndarray]) -> None:
         end_to_end = parse_metadata(self.runner.metadata).end_to_end
-        self.layout = detect_layout(output_shapes[0], len(self.class_names), 1, end_to_end)
+        self.layout = detect_layout(warmup[0].shape, len(self.class_names), 1, end_to_end)
         if self.layout is OutputLayout.OBJECTNESS:
             raise ValueError("oriented boxes need an anchors-last or end-to-end output")
 

@@ -88,18 +88,19 @@ class RFDETRDetectionPredictor(ObjectDetectionPredictor):
     def class_names(self) -> list[str]:
         return self.answered_names
 
-    def configure(self, output_shapes: list[tuple[int, ...]]) -> None:
+    def configure(self, warmup: list[np.ndarray]) -> None:
         names = self.runner.output_names
         self.boxes_at, self.logits_at = output_index(names, BOXES), output_index(names, LOGITS)
-        boxes, logits = output_shapes[self.boxes_at], output_shapes[self.logits_at]
+        boxes, logits = warmup[self.boxes_at].shape, warmup[self.logits_at].shape
         if len(boxes) != 3 or boxes[2] != 4 or len(logits) != 3 or logits[1] != boxes[1]:
             raise ValueError(f"expected {BOXES} [B, Q, 4] and {LOGITS} [B, Q, C], got {list(boxes)} and {list(logits)}")
         self.slots, self.answered_names = class_slots(logits[2], self.manifest.class_names)
 
     def detect_queries(
         self, outputs: list[np.ndarray], transform: ImageTransform, params: DetectionParams
-    ) -> tuple[Detections, np.ndarray]:
-        """The best query × class pairs above the confidence, as detections, and the query of each."""
+    ) -> Detections:
+        """The best query × class pairs above the confidence; each detection carries its query as its extra value,
+        so masks follow it through the class filter."""
         logits = outputs[self.logits_at]
         answered = self.slots >= 0
         scores = 1.0 / (1.0 + np.exp(-logits[:, answered]))
@@ -111,41 +112,33 @@ class RFDETRDetectionPredictor(ObjectDetectionPredictor):
         queries, columns = np.divmod(candidates, scores.shape[1])
         input_boxes = normalized_cxcywh_to_input_xyxy(outputs[self.boxes_at][queries], self.input_hw)
         class_ids = self.slots[answered][columns]
-        empty = np.zeros((len(queries), 0), dtype=np.float32)
-        detections = self.detections(input_boxes, flat[candidates], class_ids, empty, transform, params)
-        kept = queries if params.class_filter is None else self._filtered(queries, class_ids, params)
-        return detections, kept
-
-    def _filtered(self, queries: np.ndarray, class_ids: np.ndarray, params: DetectionParams) -> np.ndarray:
-        names = [self.class_name(int(class_id)) for class_id in class_ids]
-        return queries[np.array([name in params.class_filter for name in names], dtype=bool)]
+        return self.detections(input_boxes, flat[candidates], class_ids, queries[:, None], transform, params)
 
     def postprocess(self, outputs: list[np.ndarray], transform: ImageTransform, params: DetectionParams) -> ResponseFields:
-        detections, _ = self.detect_queries(outputs, transform, params)
-        return {"predictions": self.box_predictions(detections)}
+        return {"predictions": self.box_predictions(self.detect_queries(outputs, transform, params))}
 
 
 class RFDETRSegmentationPredictor(RFDETRDetectionPredictor):
     task = Task.INSTANCE_SEGMENTATION
 
-    def configure(self, output_shapes: list[tuple[int, ...]]) -> None:
-        super().configure(output_shapes)
+    def configure(self, warmup: list[np.ndarray]) -> None:
+        super().configure(warmup)
         self.masks_at = output_index(self.runner.output_names, MASKS)
-        shape = output_shapes[self.masks_at]
-        if len(shape) != 4 or shape[1] != output_shapes[self.boxes_at][1]:
+        shape = warmup[self.masks_at].shape
+        if len(shape) != 4 or shape[1] != warmup[self.boxes_at].shape[1]:
             raise ValueError(f"expected {MASKS} [B, Q, h, w], got {list(shape)}")
 
     def parse_options(self, options: Options) -> SegmentationParams:
         return parse_segmentation_options(options)
 
     def postprocess(self, outputs: list[np.ndarray], transform: ImageTransform, params: SegmentationParams) -> ResponseFields:
-        detections, queries = self.detect_queries(outputs, transform, params.detection)
+        detections = self.detect_queries(outputs, transform, params.detection)
         predictions = self.box_predictions(detections)
         height, width = transform.image_height, transform.image_width
         masks: list[dict[str, Any] | None] = []
         planes = outputs[self.masks_at]
         sampler = MaskSampler.for_image(transform, self.input_hw, planes.shape[1:])
-        for query in queries.tolist():
+        for query in detections.extras[:, 0].tolist():
             patch = sampler.patch(planes[query])
             if params.mask_format == "rle":
                 masks.append(rle_field(patch, height, width) if patch.mask.any() else None)

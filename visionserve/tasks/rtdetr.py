@@ -34,12 +34,11 @@ class RTDETRDetectionPredictor(ObjectDetectionPredictor):
     def input_spec(self) -> InputSpec:
         return InputSpec(size=self.input_hw, resize=ResizeMode.STRETCH)
 
-    def configure(self, output_shapes: list[tuple[int, ...]]) -> None:
-        shape, classes = output_shapes[0], len(self.class_names)
+    def configure(self, warmup: list[np.ndarray]) -> None:
+        shape, classes = warmup[0].shape, len(self.class_names)
         if len(shape) != 3 or shape[2] not in (6, 4 + classes):
             raise ValueError(f"expected an RT-DETR output [B, Q, 6] or [B, Q, {4 + classes}], got {list(shape)}")
-        probe = np.zeros((self.runner.batch_size or 1, 3, *self.input_hw), dtype=np.float32)
-        self.ranked = is_ranked_layout(self.runner.run(probe)[0][0], classes)
+        self.ranked = is_ranked_layout(warmup[0][0], classes)
 
     def detect(self, output: np.ndarray, transform: ImageTransform, params: DetectionParams) -> Detections:
         if self.ranked:

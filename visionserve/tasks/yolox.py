@@ -49,8 +49,8 @@ class YoloxDetectionPredictor(ObjectDetectionPredictor):
             pad_top_left=True,
         )
 
-    def configure(self, output_shapes: list[tuple[int, ...]]) -> None:
-        shape = output_shapes[0]
+    def configure(self, warmup: list[np.ndarray]) -> None:
+        shape = warmup[0].shape
         self.cells, self.strides = grid_cells(self.input_hw)
         if len(shape) != 3 or shape[1] != len(self.cells) or shape[2] != 5 + len(self.class_names):
             raise ValueError(
@@ -58,8 +58,7 @@ class YoloxDetectionPredictor(ObjectDetectionPredictor):
                 f"{list(self.input_hw)}, got {list(shape)}"
             )
         self.layout = OutputLayout.OBJECTNESS
-        probe = np.zeros((self.runner.batch_size or 1, 3, *self.input_hw), dtype=np.float32)
-        self.raw_grid = not looks_decoded(self.runner.run(probe)[0][0], self.cells, self.strides)
+        self.raw_grid = not looks_decoded(warmup[0][0], self.cells, self.strides)
 
     def detect(self, output: np.ndarray, transform: ImageTransform, params: DetectionParams) -> Detections:
         if self.raw_grid:
