@@ -35,6 +35,8 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from tests.dripping_server import DrippingServer
+from visionserve.loadtest import answered_ok
 from visionserve.server_process import ServerProcess
 
 console = Console(width=120)
@@ -128,33 +130,6 @@ def _disconnect(port: int, method: str, path: str, body: bytes, headers: dict[st
         sock.sendall(head.encode() + body[: rng.choice([0, len(body) // 2, len(body)])])
 
 
-class Dripper:
-    """A loopback server that sends one byte of its headers every 0.5 s, for image URLs that never finish."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/photo.jpg"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
-
-    @staticmethod
-    def _drip(connection: socket.socket) -> None:
-        with connection:
-            try:
-                while True:
-                    connection.sendall(b"H")
-                    time.sleep(0.5)
-            except OSError:
-                return
-
-
 class HealthProbe:
     """Polls /healthz every 50 ms on its own connection and keeps the slowest answer."""
 
@@ -171,14 +146,7 @@ class HealthProbe:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         while not self.stop.wait(0.05):
             started = time.perf_counter()
-            try:
-                connection.request("GET", "/healthz")
-                response = connection.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                ok = False
+            ok = answered_ok(connection, "GET", "/healthz")
             self.latencies.append(time.perf_counter() - started)
             self.worst_s = max(self.worst_s, self.latencies[-1])
             self.failures += not ok
@@ -256,7 +224,7 @@ def run_clients(port: int, mix: list, total: int, concurrency: int, seed: int) -
 
 
 def soak(total: int, concurrency: int, warmup: int, seed: int = 0, slowloris: int = 100) -> None:
-    dripper = Dripper()
+    dripper = DrippingServer(pause_s=0.5)
     mix = request_mix() + attack_mix(dripper.url)
     with tempfile.TemporaryDirectory() as home:
         env = {"VISIONSERVE_HOME": home, "VISIONSERVE_WEIGHTS_API": "", "VISIONSERVE_LOG_LEVEL": "warning",

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from tests.conftest import Server, image_value, photo
+from tests.dripping_server import DrippingServer
 
 # Generous: the test machine has 2 shared cores; what matters is seconds or minutes before the fix.
 FAST_S = 2.0
@@ -127,42 +128,6 @@ def test_connections_that_never_finish_their_headers_are_cut(start_server: Calla
 
 
 # --- item 4: image URLs under one wall-clock deadline ---
-
-
-class DrippingServer:
-    """A loopback HTTP server that sends its status line and headers one byte every `pause_s`, forever."""
-
-    def __init__(self, pause_s: float = 0.2) -> None:
-        import socket
-
-        self.pause_s = pause_s
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/photo.jpg"
-        self.open_connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
-
-    def _drip(self, connection: object) -> None:
-        self.open_connections += 1
-        try:
-            for byte in iter(lambda: b"H", None):
-                connection.sendall(byte)  # type: ignore[attr-defined]
-                time.sleep(self.pause_s)
-        except OSError:
-            pass
-        finally:
-            self.open_connections -= 1
-            connection.close()  # type: ignore[attr-defined]
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 @pytest.fixture

@@ -13,6 +13,22 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 
+def answered_ok(
+    connection: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> bool:
+    """Send one request on a keep-alive connection and read the whole answer: True for a 200. A broken connection
+    is closed, so the next request reconnects."""
+    try:
+        connection.request(method, path, body, headers or {})
+        response = connection.getresponse()
+        response.read()
+        return response.status == 200
+    except (OSError, http.client.HTTPException):
+        connection.close()
+        return False
+
+
 @dataclass(frozen=True)
 class Timing:
     """Per-call latencies (seconds) and the throughput they add up to."""
@@ -91,15 +107,7 @@ def http_load(
         start_gate.wait()
         while next_request():
             begin = time.perf_counter()
-            try:
-                connection.request("POST", path, body, headers)
-                response = connection.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                ok = False
-            if ok:
+            if answered_ok(connection, "POST", path, body, headers):
                 mine.append(time.perf_counter() - begin)
             else:
                 failed += 1
