@@ -51,9 +51,9 @@ class CountingRunner:
         self.runner, self.batches = runner, []
         self.original = runner.run
 
-    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, batch: np.ndarray, may_widen: bool = False) -> list[np.ndarray]:
         self.batches.append(batch.shape[0])
-        return self.original(batch)
+        return self.original(batch, may_widen)
 
 
 def test_a_dynamic_batch_model_runs_a_list_as_one_batch() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -30,16 +29,22 @@ class Settings(BaseSettings):
         default_factory=lambda: ["CPUExecutionProvider"],
         description="ONNX Runtime providers in order of preference, e.g. CUDAExecutionProvider,CPUExecutionProvider.",
     )
-    intra_op_threads: int = Field(0, ge=0, description="Threads per forward pass; 0: half the cores.")
-    concurrent_runs: int = Field(
-        0, ge=0, description="Forward passes of one model at the same time; 0: cores / intra_op_threads."
+    intra_op_threads: int = Field(
+        0, ge=0, description="Threads of one forward pass under load; 0: 1 (cores/16 beyond 16 cores)."
     )
+    concurrent_runs: int = Field(
+        0, ge=0, description="Forward passes side by side under load; 0: cores / intra_op_threads."
+    )
+    lone_request_threads: int = Field(
+        0, ge=0, description="Threads of a lone request's forward pass (a second CPU session); 0: all cores (16 "
+        "at most); set it to intra_op_threads to keep one session per model.",
+    )  # fmt: skip
     ort_spinning: bool = Field(True, description="Let idle ONNX Runtime threads spin (lower latency, more CPU).")
     inference_threads: int = Field(
-        default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)),
-        ge=1,
-        description="Worker threads that decode images and run models, so the event loop never blocks.",
-    )
+        0, ge=0, description="Worker threads that parse bodies, decode images and run models, so the event loop "
+        "never blocks; 0: twice the concurrent runs, at least 4.",
+    )  # fmt: skip
+    workers: int = Field(1, ge=1, description="Server processes sharing the cores (set by `serve --workers`).")
     weights_api: str = Field(
         "https://api.roboflow.com",
         description="Base URL of a Roboflow-compatible weights API for models not in the store; empty: offline.",

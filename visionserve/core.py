@@ -26,6 +26,7 @@ from visionserve.models.manager import ModelManager
 from visionserve.models.manifest import Task
 from visionserve.models.weights_api import WeightsApiTimeout, WeightsApiUnavailable
 from visionserve.observe import note_model, timed
+from visionserve.runtime.cores import CoreBudget
 from visionserve.runtime.parallel import cpu_map
 from visionserve.tasks.masks import MaskBudget, mask_budget
 
@@ -83,14 +84,24 @@ class RunLimits:
 
 class InferenceService:
     def __init__(
-        self, manager: ModelManager, images: ImageLoader, max_batch_images: int, limits: RunLimits | None = None
+        self,
+        manager: ModelManager,
+        images: ImageLoader,
+        max_batch_images: int,
+        limits: RunLimits | None = None,
+        cores: CoreBudget | None = None,
     ) -> None:
         self.manager = manager
         self.images = images
         self.max_batch_images = max_batch_images
         self.limits = limits
+        self.cores = cores or CoreBudget(1)  # counts jobs in flight: a lone one's passes may use every core
 
     def run(self, job: InferenceJob) -> list[ImageResult]:
+        with self.cores.job():
+            return self._checked_run(job)
+
+    def _checked_run(self, job: InferenceJob) -> list[ImageResult]:
         if not job.images:
             raise InvalidRequestError("The request contains no image.")
         if len(job.images) > self.max_batch_images:
@@ -149,8 +160,10 @@ class InferenceService:
             ) from None
 
     def run_json(self, job: InferenceJob) -> bytes:
-        responses = [with_visualization(result) for result in self.run(job)]
-        return orjson.dumps(responses if job.as_list else responses[0])
+        results = self.run(job)
+        with timed("respond"):
+            responses = [with_visualization(result) for result in results]
+            return orjson.dumps(responses if job.as_list else responses[0])
 
 
 def with_visualization(result: ImageResult) -> dict[str, Any]:

@@ -39,15 +39,28 @@ from visionserve.models.remote import RemoteModels
 from visionserve.models.resolver import ModelResolver, ModelSource
 from visionserve.models.store import ModelStore
 from visionserve.models.weights_api import WeightsApi, WeightsApiLimits
-from visionserve.runtime.onnx_model import RuntimeOptions, available_cores, plan_threads
+from visionserve.runtime.cores import CoreBudget
+from visionserve.runtime.onnx_model import RuntimeOptions
+from visionserve.runtime.threads import ThreadPlan, available_cores, keep_opencv_to_its_caller, plan_threads
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
-def settings_runtime(settings: Settings) -> RuntimeOptions:
-    intra, runs = plan_threads(settings.intra_op_threads, settings.concurrent_runs, available_cores())
-    return RuntimeOptions(tuple(settings.execution_providers), intra, runs, settings.ort_spinning)
+def settings_plan(settings: Settings) -> ThreadPlan:
+    return plan_threads(
+        available_cores(), settings.intra_op_threads, settings.concurrent_runs, settings.lone_request_threads,
+        settings.inference_threads, settings.workers,
+    )  # fmt: skip
+
+
+def settings_runtime(settings: Settings, cores: CoreBudget | None = None) -> RuntimeOptions:
+    """Session options from the settings; `cores`: the budget every model of the process shares."""
+    plan = settings_plan(settings)
+    return RuntimeOptions(
+        tuple(settings.execution_providers), plan.run_threads, plan.concurrent_runs, settings.ort_spinning,
+        plan.lone_threads, cores,
+    )  # fmt: skip
 
 
 def _server_id() -> str:
@@ -85,8 +98,11 @@ class ServerState:
             )
             weights_api = WeightsApi(settings.weights_api, settings.weights_api_timeout_s, limits=api_limits)
         remote = [RemoteModels(weights_api, store, settings.weights_api_key)] if weights_api is not None else []
-        runtime = settings_runtime(settings)
-        metrics = Metrics()
+        plan = settings_plan(settings)
+        keep_opencv_to_its_caller()
+        cores = CoreBudget(plan.concurrent_runs)
+        runtime = settings_runtime(settings, cores)
+        metrics = Metrics(cores)
 
         def load(model_id: str, package: ModelPackage) -> LoadedModel:
             with metrics.model_load_seconds.time():
@@ -111,8 +127,8 @@ class ServerState:
             mask_pixels=settings.max_mask_pixels,
             remote_models=settings.remote_models_allowed,
         )
-        service = InferenceService(manager, images, settings.max_batch_images, limits)
-        executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="visionserve-worker")
+        service = InferenceService(manager, images, settings.max_batch_images, limits, cores)
+        executor = ThreadPoolExecutor(plan.worker_threads, thread_name_prefix="visionserve-worker")
         access_keys = AccessKeys.parse(settings.api_keys)
         return cls(settings, store, manager, service, fetcher, executor, weights_api, metrics, access_keys)
 

@@ -40,7 +40,10 @@ def serve(
     """Run the HTTP server in the foreground."""
     import uvicorn
 
-    flags = {"host": host, "port": port, "log_level": log_level, "preload_models": ",".join(model) if model else None}
+    flags = {
+        "host": host, "port": port, "log_level": log_level, "preload_models": ",".join(model) if model else None,
+        "workers": workers,  # each worker process plans its threads for its share of the cores
+    }  # fmt: skip
     for name, value in flags.items():
         if value is not None:  # flags win over the environment, also in worker processes
             os.environ[f"VISIONSERVE_{name.upper()}"] = str(value)

@@ -158,8 +158,9 @@ def worker_settings(models_per_replica: int, cpus: float) -> Settings:
         update={
             "max_active_models": models_per_replica,
             "preload_models": [],  # a model named for preloading belongs to no single replica
-            "intra_op_threads": settings.intra_op_threads or max(1, math.ceil(cpus)),
+            "intra_op_threads": (threads := settings.intra_op_threads or max(1, math.ceil(cpus))),
             "concurrent_runs": settings.concurrent_runs or 1,
+            "lone_request_threads": settings.lone_request_threads or threads,  # one session: the CPUs are fixed
         }
     )
 

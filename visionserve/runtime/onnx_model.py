@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
+
+from visionserve.runtime.cores import CoreBudget
 
 logger = logging.getLogger(__name__)
 
@@ -30,33 +30,14 @@ CPU_PROVIDER = "CPUExecutionProvider"
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How sessions use the machine. On CPU, several single- or few-threaded runs side by side beat one run
-    spread over every core (measured: 2 runs x 1 thread = 1.3x the throughput of 1 run x 2 threads on 2 cores),
-    while one run over all cores has the lowest latency for a lone request."""
+    """How sessions use the machine (`visionserve.runtime.threads` explains the defaults)."""
 
     providers: tuple[str, ...] = (CPU_PROVIDER,)
-    intra_op_threads: int = 0  # threads per run; 0: ONNX Runtime's default (one per physical core)
-    concurrent_runs: int = 1  # runs of one session at the same time
-    spinning: bool = True  # idle intra-op threads spin briefly (faster hand-offs, but CPU taken from others)
-
-
-def available_cores() -> int:
-    """Cores this process may use (CPU affinity and container limits included where the OS reports them)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def plan_threads(intra_op_threads: int, concurrent_runs: int, cores: int) -> tuple[int, int]:
-    """Fill in what was left at 0: by default two runs side by side, each on half of the cores."""
-    if intra_op_threads <= 0 and concurrent_runs <= 0:
-        intra_op_threads = max(1, cores // 2)
-    if intra_op_threads <= 0:
-        intra_op_threads = max(1, cores // concurrent_runs)
-    if concurrent_runs <= 0:
-        concurrent_runs = max(1, cores // intra_op_threads)
-    return intra_op_threads, concurrent_runs
+    intra_op_threads: int = 0  # threads per pass under load; 0: ONNX Runtime's default (one per physical core)
+    concurrent_runs: int = 1  # passes side by side, shared by every model of the process through `cores`
+    spinning: bool = True  # idle intra-op threads spin during a pass (faster hand-offs between operators)
+    lone_threads: int = 0  # threads of a lone request's pass; more than intra_op_threads: a second CPU session
+    cores: CoreBudget | None = None  # the process's budget of passes; None: this model's own
 
 
 def usable_providers(requested: tuple[str, ...]) -> list[str]:
@@ -76,19 +57,12 @@ def _static_dim(dim: object) -> int | None:
 
 
 class OnnxModel:
-    """One inference session, run by at most `concurrent_runs` callers at once, so requests share the cores
-    instead of fighting over them."""
+    """A model's inference session, thread-safe. On CPU it may hold a second session over more threads for
+    requests that are alone (`CoreBudget` decides per pass)."""
 
     def __init__(self, path: Path, options: RuntimeOptions) -> None:
-        session_options = ort.SessionOptions()
-        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        session_options.intra_op_num_threads = options.intra_op_threads
-        session_options.inter_op_num_threads = 1
-        session_options.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
-        self.session = ort.InferenceSession(
-            str(path), sess_options=session_options, providers=usable_providers(options.providers)
-        )
+        providers = usable_providers(options.providers)
+        self.session = _open_session(path, providers, options.intra_op_threads, options.spinning)
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ValueError("expected one image input shaped [batch, channels, height, width]")
@@ -97,8 +71,11 @@ class OnnxModel:
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         self.output_names: list[str] = [output.name for output in self.session.get_outputs()]
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.concurrent_runs = max(1, options.concurrent_runs)
-        self._slots = threading.BoundedSemaphore(self.concurrent_runs)
+        self.cores = options.cores or CoreBudget(options.concurrent_runs)
+        self.concurrent_runs = self.cores.slots
+        self.lone_session = None  # accelerators run one pass at a time anyway: no second session for them
+        if providers == [CPU_PROVIDER] and options.lone_threads > max(1, options.intra_op_threads):
+            self.lone_session = _open_session(path, providers, options.lone_threads, options.spinning, lone=True)
 
     @property
     def batch_size(self) -> int | None:
@@ -115,9 +92,26 @@ class OnnxModel:
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+    def run(self, batch: np.ndarray, may_widen: bool = False) -> list[np.ndarray]:
+        """Outputs for one batch; `may_widen`: the pass may use every core if its request is alone (a batch split
+        over several passes runs them side by side instead)."""
         if batch.dtype != self.input_dtype:
             batch = batch.astype(self.input_dtype)
-        with self._slots:
-            outputs = self.session.run(None, {self.input_name: batch})
+        with self.cores.forward(may_widen and self.lone_session is not None) as wide:
+            session = self.lone_session if wide and self.lone_session is not None else self.session
+            outputs = session.run(None, {self.input_name: batch})
         return [np.asarray(output, dtype=np.float32) for output in outputs]
+
+
+def _open_session(
+    path: Path, providers: list[str], threads: int, spinning: bool, lone: bool = False
+) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if lone:  # its threads spin between operators, never after the pass, when the cores are the others' again
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from visionserve.runtime.onnx_model import available_cores
+from visionserve.runtime.threads import available_cores
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -120,15 +120,18 @@ class Predictor(ABC):
         params = self.parse_options(options)
         size = self.chunk_size(len(images))
         chunks = [images[start : start + size] for start in range(0, len(images), size)]
-        answers = cpu_map(lambda chunk: self._predict_chunk(chunk, options, params), chunks)
+        alone = len(chunks) == 1  # one pass may widen; several run side by side
+        answers = cpu_map(lambda chunk: self._predict_chunk(chunk, options, params, alone), chunks)
         return [fields for chunk_answers in answers for fields in chunk_answers]
 
-    def _predict_chunk(self, chunk: list[DecodedImage], options: Options, params: Any) -> list[ResponseFields]:
+    def _predict_chunk(
+        self, chunk: list[DecodedImage], options: Options, params: Any, may_widen: bool
+    ) -> list[ResponseFields]:
         with timed("preprocess"):
             adjusted = [adjust(image, self.manifest.preprocessing, options) for image in chunk]
             tensor, transforms = build_input_batch([image for image, _, _ in adjusted], self.spec, self.runner.batch_size)
         with timed("inference"):
-            outputs = self.runner.run(tensor)
+            outputs = self.runner.run(tensor, may_widen)
         with timed("postprocess"):
             return [
                 self.postprocess(
