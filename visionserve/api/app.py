@@ -19,8 +19,8 @@ from visionserve.api.access import AccessControl
 from visionserve.api.context import RequestContext
 from visionserve.api.errors import install_error_handlers
 from visionserve.api.limits import BodySizeLimit
-from visionserve.api.oip.errors import ProtocolErrors
 from visionserve.api.offline_docs import docs_paths, documented_app
+from visionserve.api.oip.errors import ProtocolErrors
 from visionserve.api.routes import infer, legacy, models, oip, playground, service
 from visionserve.api.state import ServerState
 from visionserve.config import Settings
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "no VISIONSERVE_API_KEYS: anyone who can reach %s:%d may run and manage models",
                 settings.host, settings.port,
             )  # fmt: skip
+        state.metrics.cpu.watch_event_loop()
         preloading = asyncio.create_task(state.preload())
         try:
             yield

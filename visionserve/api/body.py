@@ -18,10 +18,12 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
 from visionserve.core import too_many_images
+from visionserve.observe import timed
 
 M = TypeVar("M", bound=BaseModel)
 
 
+@timed("parse")
 def validated_body(model: type[M], body: bytes, max_images: int) -> M:
     """The body as `model`; over-long image lists are refused before any item is validated."""
     try:

@@ -28,6 +28,7 @@ from visionserve.errors import InputImageError, InvalidRequestError, VisionServe
 from visionserve.images.numpy_input import looks_like_array
 from visionserve.images.sources import ENCODED, ImageSpec, looks_like_image_file
 from visionserve.models.ids import validate_model_id
+from visionserve.observe import timed
 
 router = APIRouter(tags=["legacy"])
 
@@ -115,6 +116,7 @@ class LegacyInput:
 MAX_LISTED_PROBLEMS = 10
 
 
+@timed("parse")
 def json_body(body: bytes, max_images: int) -> LegacyInput:
     """A JSON body (run in a worker: its size is the caller's choice); over-long image lists are refused before
     any item is validated, and at most `MAX_LISTED_PROBLEMS` problems are listed."""
