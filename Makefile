@@ -82,7 +82,14 @@ serve: $(STAMP)
 test: $(TEST_STAMP) $(SDK_STAMP) $(RFDETR_FIXTURES)/done
 	VISIONSERVE_RFDETR_FIXTURES=$(RFDETR_FIXTURES) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# wrk, the C load generator the benchmarks prefer (a Python client on the same cores takes CPU from the server it
+# measures): installed from Debian when we are root; otherwise the benchmarks use their Python client and say so.
+WRK := command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	{ apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; } >/dev/null 2>&1; } || \
+	echo "wrk is not installed (apt-get install wrk): load will come from the Python client"
+
 bench: $(TEST_STAMP) $(RFDETR_FIXTURES)/done
+	@$(WRK)
 	VISIONSERVE_RFDETR_FIXTURES=$(RFDETR_FIXTURES) $(BIN)/python -m benchmarks.suite $(ARGS)
 
 fuzz: $(TEST_STAMP)
@@ -93,6 +100,7 @@ soak: $(TEST_STAMP)
 
 # Ray Serve (2 model workers) vs the single-process server on this machine's cores; 8 models on 2 x 4.
 bench-ray: $(TEST_STAMP)
+	@$(WRK)
 	$(BIN)/python -m benchmarks.ray_bench $(ARGS)
 
 # Slow and opt-in: train every fixture model again (about 11 minutes on 2 cores) into build/fixtures, then run

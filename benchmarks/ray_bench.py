@@ -17,9 +17,6 @@ import argparse
 import base64
 import os
 import platform
-import re
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -30,7 +27,7 @@ from rich.table import Table
 
 from benchmarks.detect import test_photo
 from visionserve.deploy.ray_process import RayServeProcess
-from visionserve.loadtest import http_load
+from visionserve.loadtest import drive
 from visionserve.models.inspect import ManifestOverrides, import_model
 from visionserve.models.store import ModelStore
 from visionserve.server_process import ServerProcess
@@ -39,8 +36,9 @@ console = Console(width=120)
 FIXTURE_MODELS = Path(__file__).parent.parent / "tests" / "fixtures" / "models"
 PATH = "/infer/object_detection"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-ONE_THREAD = {
+ONE_THREAD = {  # every pass on one thread, a lone request's too: the same passes as Ray's one-CPU workers
     "VISIONSERVE_INTRA_OP_THREADS": "1",
+    "VISIONSERVE_LONE_REQUEST_THREADS": "1",
     "VISIONSERVE_LOG_LEVEL": "warning",
     "VISIONSERVE_WEIGHTS_API": "",
 }
@@ -56,21 +54,10 @@ def request_body(model_id: str, jpeg: bytes) -> bytes:
 
 
 def load_run(url: str, body: bytes, concurrency: int, seconds: float) -> tuple[float, int]:
-    """Requests per second and how many were served: wrk's (a non-200 answer fails it), else the Python load
-    generator's."""
-    if shutil.which("wrk") is None:
-        timing = http_load(url, PATH, body, concurrency, seconds=seconds)
-        assert timing.errors == 0, f"{timing.errors} failed requests"
-        return timing.per_second, len(timing.latencies)
-    lua = f"wrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\nwrk.body = {orjson.dumps(body.decode()).decode()}\n"
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write(lua)
-        script.flush()
-        command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "-s", script.name, url + PATH]
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    assert "Non-2xx" not in output, output
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
-    return rate, int(re.search(r"(\d+) requests in", output)[1])  # type: ignore[index]
+    """Requests per second and how many were served (a non-200 answer fails the run)."""
+    result = drive(url, PATH, body, concurrency, seconds, warmup_s=0)
+    assert result.errors == 0, f"{result.errors} failed requests"
+    return result.per_second, result.requests
 
 
 ROLES = {
@@ -107,7 +94,7 @@ def cpu_seconds_by_role(root_pid: int) -> dict[str, float]:
 
 
 def p50_ms(url: str, body: bytes, seconds: float) -> float:
-    return http_load(url, PATH, body, 1, seconds=seconds).percentile_ms(50)
+    return drive(url, PATH, body, 1, seconds).p50_ms
 
 
 def capacity_round_robin(url: str, models: list[str], jpeg: bytes, rounds: int) -> None:

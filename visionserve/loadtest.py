@@ -1,16 +1,41 @@
 """Load generation and timing: repeat a call, drive a server with N keep-alive clients, summarise latencies.
 
-Used by `visionserve benchmark` and the benchmarks in `benchmarks/`."""
+Used by `visionserve benchmark` and the benchmarks in `benchmarks/`. `drive` uses wrk (a C load generator: on a
+small machine a Python client takes CPU from the server it measures) when it is installed, else `http_load`.
+"""
 
 from __future__ import annotations
 
 import http.client
+import json
+import shutil
 import statistics
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
+
+DRAIN_S = 0.3
+# wrk calls `done` once at the end: one line of JSON with what the benchmarks need (latencies in microseconds).
+WRK_SCRIPT = r"""
+local file = io.open(os.getenv("VISIONSERVE_WRK_BODY"), "rb")
+wrk.body = file:read("*a")
+file:close()
+wrk.method = "POST"
+for name, value in string.gmatch(os.getenv("VISIONSERVE_WRK_HEADERS"), "([^\n:]+): ([^\n]*)") do
+  wrk.headers[name] = value
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %d, "duration_us": %d, "errors": %d, "p50_us": %d, "p90_us": %d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(90)))
+end
+"""
 
 
 def answered_ok(
@@ -126,3 +151,61 @@ def http_load(
     for thread in threads:
         thread.join()
     return Timing(latencies, time.perf_counter() - started, errors)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a load run measured, and which generator made the load."""
+
+    requests: int
+    wall_s: float
+    errors: int
+    p50_ms: float
+    p90_ms: float
+    generator: str  # "wrk" or "python"
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.wall_s if self.wall_s else 0.0
+
+
+def load_generator() -> str:
+    return "wrk" if shutil.which("wrk") else "python"
+
+
+def drive(
+    url: str,
+    path: str,
+    body: bytes,
+    concurrency: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+    warmup_s: float = 1.0,
+) -> LoadResult:
+    """`concurrency` keep-alive clients POST `body` back to back for `seconds`, after `warmup_s` of the same
+    load that is not counted; errors are failed connections and non-2xx answers."""
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    if load_generator() == "python":
+        http_load(url, path, body, concurrency, seconds=warmup_s, headers=headers)
+        timing = http_load(url, path, body, concurrency, seconds=seconds, headers=headers)
+        return LoadResult(len(timing.latencies), timing.wall_s, timing.errors, timing.percentile_ms(50),
+                          timing.percentile_ms(90), "python")  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:
+        script, body_file = Path(scratch) / "post.lua", Path(scratch) / "body"
+        script.write_text(WRK_SCRIPT)
+        body_file.write_bytes(body)
+        env = {"VISIONSERVE_WRK_BODY": str(body_file),
+               "VISIONSERVE_WRK_HEADERS": "\n".join(f"{name}: {value}" for name, value in headers.items())}  # fmt: skip
+
+        def wrk(duration: float) -> dict[str, int]:
+            command = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--timeout", "120s", "-s", str(script),
+                       url + path]  # fmt: skip
+            output = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
+            return json.loads(output.strip().splitlines()[-1])
+
+        if warmup_s > 0:
+            wrk(warmup_s)
+            time.sleep(DRAIN_S)  # wrk stops with requests in flight: let the server finish them first
+        summary = wrk(seconds)
+    return LoadResult(summary["requests"], summary["duration_us"] / 1e6, summary["errors"], summary["p50_us"] / 1000,
+                      summary["p90_us"] / 1000, "wrk")  # fmt: skip
