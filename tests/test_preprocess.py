@@ -3,7 +3,7 @@ import pytest
 
 from visionserve.images.decode import DecodedImage
 from visionserve.models.manifest import ResizeMode
-from visionserve.tasks.preprocess import InputSpec, build_input_batch
+from visionserve.tasks.preprocess import _PLACE, InputSpec, build_input_batch
 
 
 @pytest.mark.parametrize("size", [(480, 640), (640, 480), (320, 320), (1080, 1920), (37, 1001), (200, 100)])
@@ -57,3 +57,26 @@ def test_center_crop_keeps_the_middle_of_the_long_side() -> None:
     assert tensor.shape == (1, 3, 32, 32)
     centre = np.array([[32, 32, 32, 32]], dtype=np.float32)
     assert np.allclose(transform.boxes_to_original(centre), [[150, 50, 150, 50]], atol=1)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        InputSpec((64, 64)),
+        InputSpec((64, 48), pad_top_left=True, bgr=True, pixel_scale=1.0),
+        InputSpec((64, 64), resize=ResizeMode.STRETCH),
+        InputSpec((56, 56), resize=ResizeMode.CENTER_CROP, crop_fraction=0.875),
+        InputSpec((64, 64), pad_value=None, float_resize=True),
+    ],
+    ids=["letterbox", "top-left", "stretch", "centre-crop", "float"],
+)
+@pytest.mark.parametrize("size", [(40, 30), (30, 40), (64, 64), (200, 7)])
+def test_every_value_of_a_slot_is_written(spec: InputSpec, size: tuple[int, int]) -> None:
+    """The batch tensor is allocated without zeroing: each placement must write all of its slot, borders too,
+    and rows beyond the images of a fixed batch must be zero."""
+    pixels = np.random.default_rng(1).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    slot = np.full((3, *spec.size), np.nan, dtype=np.float32)
+    _PLACE[spec.resize](DecodedImage.full(pixels), slot, spec)
+    assert not np.isnan(slot).any()
+    tensor, _ = build_input_batch([DecodedImage.full(pixels)], spec, batch_size=3)
+    assert not tensor[1:].any() and np.array_equal(tensor[0], slot)

@@ -118,8 +118,9 @@ def letterbox_into(image: DecodedImage, out: np.ndarray, spec: InputSpec) -> Ima
     new_w = max(1, min(target_w, size(width * ratio)))
     new_h = max(1, min(target_h, size(height * ratio)))
     left, top = (0, 0) if spec.pad_top_left else ((target_w - new_w) // 2, (target_h - new_h) // 2)
-    if (new_w, new_h) != (target_w, target_h):
-        out[...] = spec.pad_tensor_value()
+    pad = spec.pad_tensor_value()  # the border only: the image covers the rest
+    out[:, :top], out[:, top + new_h :] = pad, pad
+    out[:, top : top + new_h, :left], out[:, top : top + new_h, left + new_w :] = pad, pad
     _write(_resized(image.pixels, new_w, new_h, spec), out[:, top : top + new_h, left : left + new_w], spec)
     if spec.pad_top_left:  # YOLOX maps boxes back by its ratio, not by the truncated size
         return ImageTransform(width, height, ratio, ratio, 0.0, 0.0)
@@ -168,6 +169,7 @@ def build_input_batch(
     `batch_size` pads the batch with zeros for models with a fixed batch axis.
     """
     rows = max(len(images), batch_size or 0)
-    tensor = np.zeros((rows, 3, *spec.size), dtype=np.float32)
+    tensor = np.empty((rows, 3, *spec.size), dtype=np.float32)  # every slot writes all of its values
+    tensor[len(images) :] = 0
     place = _PLACE[spec.resize]
     return tensor, [place(image, tensor[index], spec) for index, image in enumerate(images)]
