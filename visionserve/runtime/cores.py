@@ -35,6 +35,7 @@ class CoreBudget:
         with self._changed:
             self._jobs += 1
             self._note_sharing()
+            self._changed.notify_all()  # a pass waiting to widen now has company: it takes a free slot instead
         try:
             yield
         finally:
