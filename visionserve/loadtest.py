@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-DRAIN_S = 0.3
+DRAIN_S = 0.3  # after a warm-up: wrk stops with requests in flight, and the server finishes them meanwhile
 # wrk calls `done` once at the end: one line of JSON with what the benchmarks need (latencies in microseconds).
 WRK_SCRIPT = r"""
 local file = io.open(os.getenv("VISIONSERVE_WRK_BODY"), "rb")
@@ -32,7 +32,7 @@ end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('{"requests": %d, "duration_us": %d, "errors": %d, "p50_us": %d, "p90_us": %d}\n',
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    summary.requests - e.status, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
     latency:percentile(50), latency:percentile(90)))
 end
 """
@@ -157,9 +157,9 @@ def http_load(
 class LoadResult:
     """What a load run measured, and which generator made the load."""
 
-    requests: int
+    requests: int  # answered with a 2xx
     wall_s: float
-    errors: int
+    errors: int  # failed connections and other answers
     p50_ms: float
     p90_ms: float
     generator: str  # "wrk" or "python"
@@ -205,7 +205,7 @@ def drive(
 
         if warmup_s > 0:
             wrk(warmup_s)
-            time.sleep(DRAIN_S)  # wrk stops with requests in flight: let the server finish them first
+            time.sleep(DRAIN_S)
         summary = wrk(seconds)
     return LoadResult(summary["requests"], summary["duration_us"] / 1e6, summary["errors"], summary["p50_us"] / 1000,
                       summary["p90_us"] / 1000, "wrk")  # fmt: skip
