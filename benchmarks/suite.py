@@ -22,6 +22,7 @@ table says which. Machines are shared and noisy, so the detection targets are me
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import struct
@@ -121,8 +122,8 @@ def rfdetr_targets(home: Path, seconds: float, settings: Settings) -> list[Targe
         outputs = [output[0] for output in predictor.runner.run(tensor)]
         params = predictor.parse_options(options)
         transform = replace(transform, image_width=640, image_height=480)
-        forward = repeat(lambda: predictor.runner.run(tensor), seconds / 3).mean_ms
-        post = repeat(lambda: predictor.postprocess(outputs, transform, params), seconds / 3).mean_ms
+        forward = repeat(functools.partial(predictor.runner.run, tensor), seconds / 3).mean_ms
+        post = repeat(functools.partial(predictor.postprocess, outputs, transform, params), seconds / 3).mean_ms
         share = post / forward
         what = "sigmoid + top-k + 100 masks" if "seg" in model_id else "sigmoid + top-k, 100 boxes"
         targets.append(Target(f"{model_id}: post-processing ({what})", f"{post:.2f} ms vs forward {forward:.2f} ms",
