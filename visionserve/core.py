@@ -19,6 +19,7 @@ from visionserve.errors import ClientClosedRequest, InvalidRequestError, with_ar
 from visionserve.http_deadline import cancellation
 from visionserve.images.annotate import annotate
 from visionserve.images.budget import RequestPixels, ServerPixels
+from visionserve.images.decode import DecodedImage, NeededScale
 from visionserve.images.loader import ImageLoader
 from visionserve.images.sources import ImageSpec
 from visionserve.models.loader import LoadedModel
@@ -124,8 +125,7 @@ class InferenceService:
         started = time.perf_counter()
         visualize = bool(job.options.get("visualize_predictions"))
         needed = None if visualize else model.predictor.needed_scale(job.options)  # drawings need every pixel
-        with timed("decode"):
-            images = cpu_map(lambda spec: self.images.load(spec, job.auto_orient, needed, pixels), job.images)
+        images = cpu_map(lambda spec: self._decoded(spec, job.auto_orient, needed, pixels), job.images)
         if job.cancelled.is_set():  # no one is waiting for the answer: leave the cores to others
             raise ClientClosedRequest()
         note_model(job.model_id, [(image.width, image.height) for image in images])
@@ -149,6 +149,12 @@ class InferenceService:
                 )
             results.append(ImageResult(response, visualization))
         return results
+
+    def _decoded(
+        self, spec: ImageSpec, auto_orient: bool, needed: NeededScale | None, pixels: RequestPixels | None
+    ) -> DecodedImage:
+        with timed("decode"):  # per image, on the thread that decodes it (a batch's images decode side by side)
+            return self.images.load(spec, auto_orient, needed, pixels)
 
     def _model(self, job: InferenceJob) -> LoadedModel:
         try:

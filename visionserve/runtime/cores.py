@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -26,6 +27,7 @@ class CoreBudget:
         self._jobs = 0
         self._last_shared = -float("inf")  # when two or more jobs were last in flight together
         self._changed = threading.Condition()
+        self._waiting: deque[object] = deque()
         self.wide_passes = 0
         self.narrow_passes = 0
 
@@ -35,14 +37,12 @@ class CoreBudget:
         with self._changed:
             self._jobs += 1
             self._note_sharing()
-            self._changed.notify_all()  # a pass waiting to widen now has company: it takes a free slot instead
         try:
             yield
         finally:
             with self._changed:
                 self._note_sharing()
                 self._jobs -= 1
-                self._changed.notify_all()  # a waiting pass may now be alone
 
     def _note_sharing(self) -> None:
         if self._jobs > 1:
@@ -53,16 +53,19 @@ class CoreBudget:
 
     @contextmanager
     def forward(self, may_widen: bool) -> Iterator[bool]:
-        """Hold cores for one forward pass; yields True when the pass may use every core (it is alone), False
-        for one slot. A wide pass waits for running passes to end; if company arrives meanwhile, it narrows."""
+        """Hold cores for one forward pass; yields True when the pass may use every core (its job is alone and
+        every slot is free), else False for one slot, waiting for one if none is free. A lone job never waits
+        to widen: passes outside any job could keep it waiting for ever, and a pass on one slot is soon done."""
         with self._changed:
-            while True:
-                wide = may_widen and self._alone()
-                need = self.slots if wide else 1
-                if self._free >= need:
-                    break
+            wide = may_widen and self._free == self.slots and not self._waiting and self._alone()
+            need = self.slots if wide else 1
+            ticket = object()  # first come, first served: a thread that just released a slot cannot barge back
+            self._waiting.append(ticket)
+            while self._waiting[0] is not ticket or self._free < need:
                 self._changed.wait()
+            self._waiting.popleft()
             self._free -= need
+            self._changed.notify_all()  # the next in line may fit too
             if wide:
                 self.wide_passes += 1
             else:

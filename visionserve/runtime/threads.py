@@ -40,13 +40,14 @@ def _cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
 
 
 def available_cores() -> int:
-    """Cores this process may use: its CPU affinity, capped by a container's CPU quota (rounded up)."""
+    """Cores this process may use: its CPU affinity, capped by a container's CPU quota rounded down (at least 1),
+    as Go's automaxprocs does: a thread per rounded-up core would be throttled under load."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         cores = os.cpu_count() or 1
     limit = _cgroup_cpu_limit()
-    return max(1, min(cores, math.ceil(limit))) if limit else cores
+    return max(1, min(cores, math.floor(limit))) if limit else cores
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,10 @@ def plan_threads(
       run a forward pass at once is capped by the passes, so they never add busy threads beyond the cores.
     """
     share = max(1, cores // max(1, processes))
-    if run_threads <= 0:
-        run_threads = 1 if concurrent_runs <= 0 else max(1, share // concurrent_runs)
-        run_threads = max(run_threads, math.ceil(share / MAX_CONCURRENT_RUNS))
+    if run_threads <= 0 and concurrent_runs > 0:
+        run_threads = max(1, share // concurrent_runs)
+    elif run_threads <= 0:
+        run_threads = math.ceil(share / MAX_CONCURRENT_RUNS)
     if concurrent_runs <= 0:
         concurrent_runs = max(1, share // run_threads)
     if lone_threads <= 0:
