@@ -43,11 +43,18 @@ def test_photo(width: int, height: int) -> bytes:
     return jpeg.tobytes()
 
 
-def load(model_id: str, settings: Settings) -> LoadedModel:
-    package = ModelStore(settings.models_dir).find(model_id) or BuiltinModels().find(model_id)
+def load(home: Path, model_id: str, settings: Settings) -> LoadedModel:
+    """A model from the store under `home` (or built in), opened as the server opens it with `settings`."""
+    package = ModelStore(home / "models").find(model_id) or BuiltinModels().find(model_id)
     if package is None:
         raise SystemExit(f"unknown model {model_id}")
     return load_model(model_id, package, settings_runtime(settings), settings.max_batch_size)
+
+
+def request_body(model_id: str, jpegs: list[bytes]) -> bytes:
+    """An `/infer` body: the JPEGs as base64, one image or a list."""
+    images = [{"type": "base64", "value": base64.b64encode(jpeg).decode()} for jpeg in jpegs]
+    return orjson.dumps({"model_id": model_id, "image": images if len(images) > 1 else images[0]})
 
 
 def profile_stages(model: LoadedModel, jpeg: bytes, seconds: float) -> dict[str, Timing]:
@@ -64,7 +71,7 @@ def profile_stages(model: LoadedModel, jpeg: bytes, seconds: float) -> dict[str,
     return {
         "decode": repeat(lambda: decode_image(jpeg, NO_LIMITS, needed=needed), stage),
         "preprocess": repeat(lambda: build_input_batch([image], predictor.spec, predictor.runner.batch_size), stage),
-        "forward": repeat(lambda: predictor.runner.run(tensor), stage),
+        "forward": repeat(lambda: predictor.runner.run(tensor, may_widen=True), stage),  # as a lone request runs it
         "postprocess": repeat(lambda: predictor.postprocess(slice_, transforms[0], params), stage),
         "pipeline": repeat(lambda: predictor.predict([decode_image(jpeg, NO_LIMITS, needed=needed)], options), stage),
     }
@@ -73,7 +80,7 @@ def profile_stages(model: LoadedModel, jpeg: bytes, seconds: float) -> dict[str,
 def run(model_id: str, width: int, height: int, seconds: float) -> None:
     settings = Settings()
     jpeg = test_photo(width, height)
-    model = load(model_id, settings)
+    model = load(settings.home, model_id, settings)
     hw = "x".join(map(str, model.predictor.input_hw))
     console.print(f"model {model_id} (input {hw}), photo {width}x{height} JPEG {len(jpeg) // 1024} KiB, "
                   f"providers {','.join(model.predictor.runner.providers)}")
@@ -82,9 +89,7 @@ def run(model_id: str, width: int, height: int, seconds: float) -> None:
     raw = stages["forward"]
     del model  # the server process below has its own copy; keep the cores' caches fair
 
-    body = orjson.dumps(
-        {"model_id": model_id, "image": {"type": "base64", "value": base64.b64encode(jpeg).decode()}}
-    )
+    body = request_body(model_id, [jpeg])
     http: dict[int, Timing] = {}
     with tempfile.TemporaryDirectory() as scratch:
         server = ServerProcess(Path(scratch) / "server.log", env={"VISIONSERVE_LOG_LEVEL": "warning"}).start()

@@ -11,7 +11,6 @@ The models: nudenet's YOLOv8n run at 320 and at 640. The server runs with its de
 
 from __future__ import annotations
 
-import base64
 import statistics
 import threading
 import time
@@ -21,18 +20,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import orjson
 from rich.table import Table
 
 from benchmarks.cpu_budget import CpuBudget, read_counters
-from benchmarks.detect import test_photo
+from benchmarks.detect import load, request_body, test_photo
 from benchmarks.target import Target, median_of
-from visionserve.api.state import settings_runtime
 from visionserve.config import Settings
 from visionserve.loadtest import LoadResult, drive, repeat
-from visionserve.models.builtin import BuiltinModels
-from visionserve.models.loader import LoadedModel, load_model
-from visionserve.models.store import ModelStore
 from visionserve.runtime.onnx_model import OnnxModel
 from visionserve.runtime.threads import ThreadPlan
 from visionserve.server_process import ServerProcess
@@ -42,12 +36,6 @@ CONCURRENCY = (1, 2, 4, 8)
 PATH = "/infer/object_detection"
 REFERENCE_RATIO = 40 / (1000 / 16)  # the reference server: 40 req/s on a 320 YOLOv8n whose forward takes 16 ms
 GOALS = {"640x480": 0.85, "1920x1080": 0.75}
-
-
-def load(home: Path, model_id: str, settings: Settings) -> LoadedModel:
-    package = ModelStore(home / "models").find(model_id) or BuiltinModels().find(model_id)
-    assert package is not None
-    return load_model(model_id, package, settings_runtime(settings), settings.max_batch_size)
 
 
 @dataclass(frozen=True)
@@ -128,10 +116,7 @@ class HttpRun:
 
 
 def http_runs(url: str, body: bytes, seconds: float) -> list[HttpRun]:
-    """One run per client count. The model is loaded first: a load inside a timed run (or inside wrk's warm-up,
-    which may end mid-request) would count as load, and a request still loading when the next run starts
-    keeps the next one from being alone."""
-    httpx.post(url + PATH, content=body, headers={"Content-Type": "application/json"}, timeout=300).raise_for_status()
+    """One run per client count, the model already loaded (see `measure_round`)."""
     runs = []
     for concurrency in CONCURRENCY:
         before = read_counters(url)
@@ -156,11 +141,6 @@ class Round:
 
 
 
-def request_body(model_id: str, jpegs: list[bytes]) -> bytes:
-    images = [{"type": "base64", "value": base64.b64encode(jpeg).decode()} for jpeg in jpegs]
-    return orjson.dumps({"model_id": model_id, "image": images if len(images) > 1 else images[0]})
-
-
 def measure_round(home: Path, plan: ThreadPlan, seconds: float) -> Round:
     photos = {size: test_photo(*map(int, size.split("x"))) for size in GOALS}
     raw: dict[str, list[RawForward]] = {}
@@ -171,6 +151,8 @@ def measure_round(home: Path, plan: ThreadPlan, seconds: float) -> Round:
     try:
         for model_id in DETECTORS:  # raw, then HTTP, model by model: the two close in time on a drifting machine
             raw[model_id] = raw_configurations(home, model_id, plan, seconds)
+            # Loaded before any timed run: a load inside one (or inside wrk's warm-up, which may end mid-request)
+            # would count as load, and a request still loading when the next run starts keeps it from being alone.
             httpx.post(server.url + "/model/add", json={"model_id": model_id}, timeout=300).raise_for_status()
             lone[model_id] = lone_latency(home, model_id, plan, server.url, request_body(model_id, [photos["640x480"]]))
             for size, jpeg in photos.items():

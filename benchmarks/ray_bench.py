@@ -14,18 +14,16 @@ Load comes from wrk (a C load generator) when installed, else visionserve.loadte
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import platform
 import tempfile
 from pathlib import Path
 
 import httpx
-import orjson
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.detect import test_photo
+from benchmarks.detect import request_body, test_photo
 from visionserve.deploy.ray_process import RayServeProcess
 from visionserve.loadtest import drive
 from visionserve.models.inspect import ManifestOverrides, import_model
@@ -45,12 +43,6 @@ ONE_THREAD = {  # every pass on one thread, a lone request's too: the same passe
 # Eight distinct detectors: the built-in one, the fixture detector exports, and one of them again under a second id.
 CAPACITY_MODELS = {f"{path.stem}/1": path for path in sorted(FIXTURE_MODELS.glob("shapes-detect*.onnx"))}
 CAPACITY_MODELS["shapes-detect-copy/1"] = FIXTURE_MODELS / "shapes-detect.onnx"
-
-
-def request_body(model_id: str, jpeg: bytes) -> bytes:
-    return orjson.dumps(
-        {"model_id": model_id, "image": {"type": "base64", "value": base64.b64encode(jpeg).decode()}}
-    )
 
 
 def load_run(url: str, body: bytes, concurrency: int, seconds: float) -> tuple[float, int]:
@@ -102,7 +94,7 @@ def capacity_round_robin(url: str, models: list[str], jpeg: bytes, rounds: int) 
         for _ in range(rounds):
             for model_id in models:
                 response = http.post(
-                    PATH, content=request_body(model_id, jpeg), headers={"Content-Type": "application/json"}
+                    PATH, content=request_body(model_id, [jpeg]), headers={"Content-Type": "application/json"}
                 )
                 response.raise_for_status()
 
@@ -118,7 +110,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     jpeg = test_photo(640, 480)
-    body = request_body("nudenet/1", jpeg)
+    body = request_body("nudenet/1", [jpeg])
     cores = os.cpu_count() or 1
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())  # fmt: skip

@@ -40,17 +40,15 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.detect import test_photo
+from benchmarks.detect import load, request_body, test_photo
 from benchmarks.detection import (
     CONCURRENCY,
     DETECTORS,
     PATH,
     detail_tables,
     detection_targets,
-    load,
     measure_round,
     raw_configurations,
-    request_body,
 )
 from benchmarks.target import Target
 from visionserve.api.state import settings_plan
@@ -140,7 +138,7 @@ def session_rss_mib(home: Path, model_id: str) -> float:
     size), measured in a fresh process with everything else already imported."""
     code = (
         "import sys; from pathlib import Path; from benchmarks.suite import _rss_mib; "
-        "from benchmarks.detection import load; from visionserve.config import Settings; settings = Settings(); "
+        "from benchmarks.detect import load; from visionserve.config import Settings; settings = Settings(); "
         "before = _rss_mib(); model = load(Path(sys.argv[1]), sys.argv[2], settings); print(_rss_mib() - before)"
     )
     completed = subprocess.run([sys.executable, "-c", code, str(home), model_id], capture_output=True, text=True,

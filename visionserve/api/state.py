@@ -54,9 +54,12 @@ def settings_plan(settings: Settings) -> ThreadPlan:
     )  # fmt: skip
 
 
-def settings_runtime(settings: Settings, cores: CoreBudget | None = None) -> RuntimeOptions:
-    """Session options from the settings; `cores`: the budget every model of the process shares."""
-    plan = settings_plan(settings)
+def settings_runtime(
+    settings: Settings, cores: CoreBudget | None = None, plan: ThreadPlan | None = None
+) -> RuntimeOptions:
+    """Session options from the settings (and their thread plan, when already made); `cores`: the budget every
+    model of the process shares."""
+    plan = plan or settings_plan(settings)
     return RuntimeOptions(
         tuple(settings.execution_providers), plan.run_threads, plan.concurrent_runs, settings.ort_spinning,
         plan.lone_threads, cores,
@@ -101,7 +104,7 @@ class ServerState:
         plan = settings_plan(settings)
         keep_opencv_to_its_caller()
         cores = CoreBudget(plan.concurrent_runs)
-        runtime = settings_runtime(settings, cores)
+        runtime = settings_runtime(settings, cores, plan)
         metrics = Metrics(cores)
 
         def load(model_id: str, package: ModelPackage) -> LoadedModel:

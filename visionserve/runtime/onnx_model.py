@@ -72,7 +72,6 @@ class OnnxModel:
         self.output_names: list[str] = [output.name for output in self.session.get_outputs()]
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.cores = options.cores or CoreBudget(options.concurrent_runs)
-        self.concurrent_runs = self.cores.slots
         self.lone_session = None  # accelerators run one pass at a time anyway: no second session for them
         if providers == [CPU_PROVIDER] and options.lone_threads > max(1, options.intra_op_threads):
             self.lone_session = _open_session(path, providers, options.lone_threads, options.spinning, lone=True)
@@ -87,6 +86,11 @@ class OnnxModel:
         """The fixed (height, width), or None when either is dynamic."""
         height, width = _static_dim(self.input_shape[2]), _static_dim(self.input_shape[3])
         return (height, width) if height and width else None
+
+    @property
+    def concurrent_runs(self) -> int:
+        """Passes that may run side by side: the slots of the budget this model shares."""
+        return self.cores.slots
 
     @property
     def providers(self) -> list[str]:
