@@ -150,6 +150,27 @@ def test_a_url_that_drips_its_headers_is_cut_off_at_the_deadline(
     assert dripping.open_connections == 0  # the worker let go of the connection
 
 
+def test_name_resolution_keeps_the_url_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """getaddrinfo cannot be interrupted and has no deadline of its own: a resolver that hangs (simulated here, as
+    the test machine's resolver answers at once) must not hold the request past the URL deadline."""
+    import socket
+
+    from visionserve.errors import InputImageError
+    from visionserve.images.fetch import UrlFetcher
+
+    def hanging_resolver(*args: object, **kwargs: object) -> list:
+        time.sleep(5)
+        raise socket.gaierror("no answer")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_resolver)
+    fetcher = UrlFetcher(timeout_s=0.5, max_bytes=1000)
+    started = time.monotonic()
+    with pytest.raises(InputImageError, match="did not resolve in time"):
+        fetcher.fetch("http://images.example.com/photo.jpg")
+    assert time.monotonic() - started < 0.5 + FAST_S
+    fetcher.close()
+
+
 def test_a_cancelled_request_stops_its_download(start_server: Callable[..., Server], dripping: DrippingServer) -> None:
     server = start_server({"VISIONSERVE_URL_ALLOW_HOSTS": "127.0.0.1", "VISIONSERVE_URL_TIMEOUT_S": "60",
                            "VISIONSERVE_REQUEST_TIMEOUT_S": "1"})

@@ -4,13 +4,20 @@ httpx's timeouts bound each read, not the whole exchange: a server that sends it
 trips a 10 s read timeout. Here the network backend under httpx caps every connect, read and write at what is left
 of the deadline of the block it runs in (`with deadline(seconds)`), and waits in short slices, so a job that is
 cancelled (`cancellation`, set per inference job) stops its downloads within a fraction of a second.
+
+Name resolution (`resolve`) keeps the same deadline: `getaddrinfo` cannot be interrupted, so it runs on a small pool
+of its own and the caller stops waiting when the deadline passes; a resolver that hangs holds one of those threads,
+never a request.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -19,6 +26,9 @@ import httpcore
 import httpx
 
 SLICE_S = 0.25  # longest single wait, so cancellation is noticed soon
+RESOLVE_S = 10.0  # longest name resolution outside any deadline
+# Hung resolutions hold these threads until the system resolver gives up; more lookups queue, on the clock.
+_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="visionserve-resolve")
 
 _deadline: ContextVar[float | None] = ContextVar("visionserve_http_deadline", default=None)
 cancellation: ContextVar[threading.Event | None] = ContextVar("visionserve_cancellation", default=None)
@@ -44,6 +54,25 @@ def _wait_s(timeout: float | None) -> float:
     if left is not None and left <= 0:
         raise httpcore.ReadTimeout("the deadline passed")
     return min(value for value in (timeout, left, SLICE_S) if value is not None)
+
+
+def resolve(host: str, port: int) -> list[tuple[Any, ...]]:
+    """`socket.getaddrinfo` for a TCP connection, within the deadline of the block (else `RESOLVE_S`): raises
+    `TimeoutError` once it passes or the job is cancelled, `socket.gaierror` for a name that does not resolve."""
+    lookup = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    ends = time.monotonic() + RESOLVE_S
+    while True:
+        try:
+            return lookup.result(timeout=min(SLICE_S, max(ends - time.monotonic(), 0.0)))
+        except FutureTimeout:
+            try:
+                _wait_s(None)  # raises if cancelled or past the deadline
+            except httpcore.TimeoutException as error:
+                lookup.cancel()
+                raise TimeoutError(f"{host} did not resolve in time: {error}") from None
+            if time.monotonic() >= ends:
+                lookup.cancel()
+                raise TimeoutError(f"{host} did not resolve within {RESOLVE_S:g} s") from None
 
 
 def _sliced(operation: Any, timeout: float | None, *args: Any) -> Any:

@@ -11,6 +11,8 @@ import ipaddress
 import socket
 from collections.abc import Collection
 
+from visionserve.http_deadline import resolve
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
@@ -49,9 +51,11 @@ def is_public(address: IPAddress) -> bool:
 def checked_address(host: str, port: int, allow_hosts: Collection[str], allow_setting: str) -> IPAddress:
     """The host's first address, after every address it resolves to passed the policy (unless allowed by name)."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = resolve(host, port)
     except (socket.gaierror, UnicodeError):
         raise UnresolvableHost(f"the host {host} cannot be resolved.") from None
+    except TimeoutError:
+        raise UnresolvableHost(f"the host {host} did not resolve in time.") from None
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     if host.lower() not in allow_hosts:
         for address in addresses:
