@@ -150,6 +150,26 @@ def test_segmentation_polygons_outline_the_same_masks(http: httpx.Client) -> Non
         assert prediction["mask_format"] == "polygon" and len(prediction["points"]) >= 3
 
 
+def test_segmentation_masks_are_charged_to_the_request_budget(start_server, tmp_path: Path, http: httpx.Client) -> None:
+    """A caller choosing confidence 0 and many detections must not choose the server's CPU time, as for YOLO."""
+    (answer,) = infer(http, "/infer/instance_segmentation", "rfdetr-seg/1", ["segment_0"], confidence=0.0,
+                      max_detections=100, response_mask_format="rle")
+    assert answer["predictions"]  # within the default budget
+    home = tmp_path / "home"
+    import_model(ModelStore(home / "models"), weights("rfdetr-seg-nano"), "rfdetr-seg/1",
+                 ManifestOverrides(class_names=SHAPES))
+    tight = start_server({"VISIONSERVE_MAX_MASK_PIXELS": "2000"}, home=home)
+    with tight.client() as small_budget:
+        refused = small_budget.post("/infer/instance_segmentation", json={
+            "model_id": "rfdetr-seg/1", "image": {"type": "base64", "value": b64(image_bytes("segment_0"))},
+            "confidence": 0.0, "max_detections": 100, "response_mask_format": "rle"})
+        assert refused.status_code == 400, refused.text
+        assert "VISIONSERVE_MAX_MASK_PIXELS" in refused.json()["message"]
+        (after,) = infer(small_budget, "/infer/instance_segmentation", "rfdetr-seg/1", ["segment_0"],
+                         confidence=0.999)  # the server and its model stay intact
+        assert after["predictions"] == []
+
+
 def test_keypoint_preview_is_refused_with_its_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VISIONSERVE_HOME", str(tmp_path / "home"))
     result = CliRunner().invoke(app, ["models", "add", str(weights("rfdetr-keypoint-preview")), "--id", "kp/1",

@@ -42,6 +42,13 @@ class MaskBudget:
 mask_budget: ContextVar[MaskBudget | None] = ContextVar("visionserve_mask_budget", default=None)
 
 
+def charge_mask_pixels(pixels: int) -> None:
+    """Count mask pixels against the running request's budget before they are computed (no budget: no limit)."""
+    budget = mask_budget.get()
+    if budget is not None:
+        budget.charge(pixels)
+
+
 @dataclass(frozen=True)
 class Axis:
     """Target coordinate = input coordinate * scale + shift, along one axis."""
@@ -83,9 +90,7 @@ def decode_mask(
     top, bottom = max(0, math.floor(y1)), min(target_wh[1], math.ceil(y2))
     if right <= left or bottom <= top:
         return MaskPatch(np.zeros((0, 0), dtype=bool), left, top)
-    budget = mask_budget.get()
-    if budget is not None:
-        budget.charge((right - left) * (bottom - top))
+    charge_mask_pixels((right - left) * (bottom - top))
     # Prototype pixels under the box, one pixel wider on each side so the warp never samples past the edge.
     px0 = max(0, math.floor(box[0] * gain_x) - 1)
     px1 = min(proto_w, math.ceil(box[2] * gain_x) + 1)

@@ -29,7 +29,7 @@ from visionserve.tasks.detection import (
     ObjectDetectionPredictor,
     normalized_cxcywh_to_input_xyxy,
 )
-from visionserve.tasks.masks import MaskPatch, largest_polygon
+from visionserve.tasks.masks import MaskPatch, charge_mask_pixels, largest_polygon
 from visionserve.tasks.preprocess import ImageTransform, InputSpec
 from visionserve.tasks.segmentation import (
     SegmentationParams,
@@ -204,5 +204,6 @@ class MaskSampler:
             return MaskPatch(np.zeros((0, 0), dtype=bool), 0, 0)
         (first_row, first_column), (last_row, last_column) = positive.min(axis=0) - 1, positive.max(axis=0) + 1
         rows, columns = self.y_axis.window(first_row, last_row), self.x_axis.window(first_column, last_column)
+        charge_mask_pixels(max(0, rows.stop - rows.start) * max(0, columns.stop - columns.start))
         sampled = self.rows[rows] @ logits.astype(np.float32) @ self.columns[columns].T
         return MaskPatch(sampled > 0, columns.start, rows.start)
