@@ -5,6 +5,7 @@ model worker costs only retried 503s, and the KubeRay manifest names what the CL
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,8 +22,11 @@ import yaml
 from tests.conftest import FIXTURES, b64
 from tests.test_api_detection import without_ids
 from tests.test_official_sdk import official_client, ours, photos  # noqa: F401  (photos: a fixture)
+from tests.test_request_bounds import raw_exchange
 from visionserve.config import Settings
 from visionserve.deploy.ray_process import RayServeProcess
+from visionserve.deploy.ray_proxy import CALLBACK, CALLBACK_VARIABLE
+from visionserve.deploy.ray_serve import RayLayout, Secrets, build_application
 from visionserve.models.inspect import ManifestOverrides, import_model
 from visionserve.models.store import ModelStore
 
@@ -30,6 +34,7 @@ ROOT = Path(__file__).parent.parent
 MANIFEST = ROOT / "deploy" / "kuberay" / "rayservice.yaml"
 NUDENET = "nudenet/1"
 FIXTURE_MODEL = "shapes-detect/1"
+ROBOFLOW_KEY = "rf-key-that-ray-must-not-show"
 ASTRONAUT = b64((ROOT / "visionserve" / "assets" / "astronaut.jpg").read_bytes())
 
 
@@ -47,7 +52,7 @@ def ray_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayServeProces
     env = {
         "VISIONSERVE_HOME": str(home), "VISIONSERVE_WEIGHTS_API": "", "VISIONSERVE_LOG_LEVEL": "warning",
         "VISIONSERVE_RAY_WORKER_CPUS": "0.5", "VISIONSERVE_RAY_WORKER_MAX_ONGOING_REQUESTS": "2",
-        "VISIONSERVE_RAY_MAX_QUEUED_REQUESTS": "4",
+        "VISIONSERVE_RAY_MAX_QUEUED_REQUESTS": "4", "ROBOFLOW_API_KEY": ROBOFLOW_KEY,
     }  # fmt: skip
     args = ("--replicas", "2", "--models-per-replica", "1", "--num-cpus", "2")
     running = RayServeProcess(tmp_path_factory.mktemp("ray"), args, env).start()
@@ -78,6 +83,7 @@ def test_the_kuberay_manifest_deploys_what_the_cli_does() -> None:
     for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
         env = group["template"]["spec"]["containers"][0]["env"]
         assert {item["name"] for item in env if item["name"].startswith("VISIONSERVE_")} <= settings
+        assert {"name": CALLBACK_VARIABLE, "value": CALLBACK} in env  # every pod's proxy keeps the header bounds
 
 
 def test_official_client_gets_the_single_process_answers(
@@ -106,6 +112,44 @@ def test_every_route_is_served_through_ray(ray_app: RayServeProcess) -> None:
         assert unknown.status_code == 404 and "no-such/1" in unknown.json()["message"]
         assert detect(http, "bad id").status_code == 400
         assert len(detect(http, NUDENET).headers.get_list("x-request-id")) == 1
+
+
+def test_keys_reach_replicas_as_arguments_not_as_runtime_env() -> None:
+    """Ray shows a deployment's runtime_env (dashboard, state API, `serve status`), never its arguments."""
+    env = {"VISIONSERVE_HOME": "/data", "VISIONSERVE_API_KEYS": "caller-key", "ROBOFLOW_API_KEY": "rf-key",
+           "VISIONSERVE_WEIGHTS_API_KEY": "weights-key", "PATH": "/bin"}  # fmt: skip
+    ingress = build_application(RayLayout(), env)._bound_deployment
+    workers = ingress.init_args[0]._bound_deployment
+    for deployment in (ingress, workers):
+        assert deployment.ray_actor_options["runtime_env"] == {"env_vars": {"VISIONSERVE_HOME": "/data"}}
+        (secrets,) = [arg for arg in deployment.init_args if isinstance(arg, Secrets)]
+        assert secrets.values == {"VISIONSERVE_API_KEYS": "caller-key", "ROBOFLOW_API_KEY": "rf-key",
+                                  "VISIONSERVE_WEIGHTS_API_KEY": "weights-key"}  # fmt: skip
+        assert "key" not in repr(secrets).replace("Secrets", "")
+
+
+def test_the_dashboard_does_not_show_the_keys(ray_app: RayServeProcess) -> None:
+    """Before: the Serve API and the state API showed ROBOFLOW_API_KEY among each replica's runtime_env variables."""
+    dashboard = re.search(r"dashboard at .*?(http://[\d.]+:\d+)", ray_app.log())
+    assert dashboard, ray_app.log()
+    token = (Path.home() / ".ray" / "auth_token").read_text().strip()  # Ray's own dashboard token
+    with httpx.Client(base_url=dashboard[1], headers={"Authorization": f"Bearer {token}"}, timeout=30) as ray_api:
+        for path in ("/api/serve/applications/", "/api/v0/actors?detail=1"):
+            shown = ray_api.get(path)
+            assert shown.status_code == 200 and "VISIONSERVE_HOME" in shown.text, path  # the settings are there...
+            assert ROBOFLOW_KEY not in shown.text, path  # ...the key is not
+
+
+def test_the_proxy_keeps_the_header_bounds(ray_app: RayServeProcess) -> None:
+    """Ray's proxy reads the headers, so it must refuse a huge header line and cut a connection that never
+    finishes them, as `visionserve serve` does."""
+    huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 * 1024 * 1024) + b"\r\n\r\n"
+    answer = raw_exchange(ray_app, huge)
+    assert answer.startswith(b"HTTP/1.1 431") and b"VISIONSERVE_MAX_HEADER_BYTES" in answer
+    started = time.monotonic()
+    answer = raw_exchange(ray_app, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a", wait_s=30)
+    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 20  # the default 10 s
+    assert httpx.get(f"{ray_app.url}/healthz", timeout=30).status_code == 200
 
 
 def test_requests_go_to_the_replica_holding_their_model(ray_app: RayServeProcess) -> None:

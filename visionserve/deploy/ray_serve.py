@@ -53,6 +53,9 @@ from visionserve.models.ids import validate_model_id
 BUILDER_IMPORT_PATH = "visionserve.deploy.ray_serve:build_app"
 LOAD_LOG_MARKER = "visionserve-model-load"  # one line per model load in a worker replica's Serve log
 SHARED_ENV_PREFIXES = ("VISIONSERVE_", "ROBOFLOW_API_KEY")
+# Keys: handed to replicas as constructor arguments, never as runtime_env variables, which Ray's dashboard, its state
+# API and `serve status` show to whoever can reach them.
+SECRET_ENV = frozenset({"ROBOFLOW_API_KEY", "VISIONSERVE_WEIGHTS_API_KEY", "VISIONSERVE_API_KEYS"})
 POLL_S = 0.25  # how often a waiting ingress thread checks whether its caller left
 QUIET = {"enable_access_log": False}  # a line per call and per hop costs CPU; the app logs each request once
 UNAVAILABLE = (
@@ -106,6 +109,18 @@ def portable(job: InferenceJob) -> dict[str, Any]:
     return {
         field.name: getattr(job, field.name) for field in dataclasses.fields(job) if field.name != "cancelled"
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class Secrets:
+    """The deploying process's keys, for every replica: Ray pickles a deployment's arguments for its replicas without
+    displaying them. `repr` leaves the values out, in case Ray logs an argument."""
+
+    values: dict[str, str] = dataclasses.field(repr=False)
+
+    def apply(self) -> None:
+        """In the replica, before any settings are read: the keys become its process environment."""
+        os.environ.update(self.values)
 
 
 class ClusterInference(InferenceService):
@@ -168,7 +183,8 @@ def worker_settings(models_per_replica: int, cpus: float) -> Settings:
 class ModelWorkerReplica:
     """Runs inference jobs with its own store, cache and ModelManager (`VISIONSERVE_*` settings as everywhere)."""
 
-    def __init__(self, models_per_replica: int, cpus: float) -> None:
+    def __init__(self, models_per_replica: int, cpus: float, secrets: Secrets) -> None:
+        secrets.apply()
         self._state = ServerState.build(worker_settings(models_per_replica, cpus))
 
         async def hold(model_id: str) -> str:  # a function: Ray keeps its record on it
@@ -218,7 +234,8 @@ class ModelWorkerReplica:
 class IngressReplica:
     """Every route of the app, built in the replica (the app holds threads and locks, so it is not shipped)."""
 
-    def __init__(self, workers: DeploymentHandle, threads: int) -> None:
+    def __init__(self, workers: DeploymentHandle, threads: int, secrets: Secrets) -> None:
+        secrets.apply()
         self._workers = workers
         self._threads = threads
 
@@ -274,13 +291,18 @@ def model_loads(session_dir: Path) -> list[ModelLoad]:
 
 
 def shared_settings(env: Mapping[str, str]) -> dict[str, str]:
-    """The `VISIONSERVE_*` settings (and the Roboflow key) every replica must see, on whichever node."""
-    return {name: value for name, value in env.items() if name.startswith(SHARED_ENV_PREFIXES)}
+    """The `VISIONSERVE_*` settings every replica must see, on whichever node, less the keys."""
+    return {
+        name: value
+        for name, value in env.items()
+        if name.startswith(SHARED_ENV_PREFIXES) and name not in SECRET_ENV
+    }
 
 
 def build_application(layout: RayLayout, env: Mapping[str, str] = os.environ) -> Application:
-    """The Serve application: ingress and model workers, with this process's `VISIONSERVE_*` settings."""
+    """The Serve application: ingress and model workers, with this process's `VISIONSERVE_*` settings and keys."""
     runtime_env = {"env_vars": shared_settings(env)}
+    secrets = Secrets({name: value for name, value in env.items() if name in SECRET_ENV})
     workers = ModelWorker.options(
         num_replicas=layout.worker_replicas,
         ray_actor_options={
@@ -291,7 +313,7 @@ def build_application(layout: RayLayout, env: Mapping[str, str] = os.environ) ->
         max_ongoing_requests=layout.worker_max_ongoing_requests,
         max_queued_requests=layout.max_queued_requests,
         logging_config=QUIET,
-    ).bind(layout.models_per_replica, layout.worker_cpus)
+    ).bind(layout.models_per_replica, layout.worker_cpus, secrets)
     return Ingress.options(
         num_replicas=layout.ingress_replicas,
         ray_actor_options={"num_cpus": layout.ingress_cpus, "runtime_env": runtime_env},
@@ -299,7 +321,7 @@ def build_application(layout: RayLayout, env: Mapping[str, str] = os.environ) ->
         max_queued_requests=layout.max_queued_requests,
         logging_config=QUIET,
         backpressure_config=BackpressureConfig(retry_after_s=1),
-    ).bind(workers, layout.ingress_max_ongoing_requests)
+    ).bind(workers, layout.ingress_max_ongoing_requests, secrets)
 
 
 def build_app(args: dict[str, Any]) -> Application:
