@@ -97,7 +97,7 @@ def test_model_metadata_describes_both_signatures(oip: triton.InferenceServerCli
         }
 
     assert tensors("inputs", "images") == {"images": ("BYTES", [-1])}
-    assert tensors("inputs", "tensors") == {"images": ("FP32", [-1, 3, -1, -1])}
+    assert tensors("inputs", "tensors") == {"images_raw": ("FP32", [-1, 3, -1, -1])}  # `images` is taken
     assert tensors("outputs", "images") == {
         "predictions": ("BYTES", [-1]),
         "image_index": ("INT32", [-1]),

@@ -114,6 +114,23 @@ def test_every_route_is_served_through_ray(ray_app: RayServeProcess) -> None:
         assert len(detect(http, NUDENET).headers.get_list("x-request-id")) == 1
 
 
+def forward_passes(metrics: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("visionserve_forward_passes_total{"))
+
+
+def test_raw_tensors_run_on_the_model_workers(ray_app: RayServeProcess) -> None:
+    """The ingress reserves no CPU: a raw /v2 tensor must not run its forward pass there (before, it did)."""
+    tensor = {"name": "images", "datatype": "FP32", "shape": [1, 3, 320, 320], "data": [0.0] * (3 * 320 * 320)}
+    with httpx.Client(base_url=ray_app.url, timeout=60) as http:
+        before = forward_passes(http.get("/metrics").text)
+        answer = http.post("/v2/models/nudenet/versions/1/infer", json={"inputs": [tensor]})
+        assert answer.status_code == 200, answer.text
+        (output,) = answer.json()["outputs"]
+        assert output["shape"][:2] == [1, 22] and len(output["data"]) == output["shape"][1] * output["shape"][2]
+        assert forward_passes(http.get("/metrics").text) == before  # the ingress ran no forward pass
+
+
 def test_keys_reach_replicas_as_arguments_not_as_runtime_env() -> None:
     """Ray shows a deployment's runtime_env (dashboard, state API, `serve status`), never its arguments."""
     env = {"VISIONSERVE_HOME": "/data", "VISIONSERVE_API_KEYS": "caller-key", "ROBOFLOW_API_KEY": "rf-key",

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from visionserve.errors import ClientClosedRequest, InvalidRequestError, with_article
@@ -28,6 +29,7 @@ from visionserve.models.manifest import Task
 from visionserve.models.weights_api import WeightsApiTimeout, WeightsApiUnavailable
 from visionserve.observe import note_model, timed
 from visionserve.runtime.cores import CoreBudget
+from visionserve.runtime.onnx_model import RUNTIME_ERRORS
 from visionserve.runtime.parallel import cpu_map
 from visionserve.tasks.masks import MaskBudget, mask_budget
 
@@ -157,13 +159,28 @@ class InferenceService:
             return self.images.load(spec, auto_orient, needed, pixels)
 
     def _model(self, job: InferenceJob) -> LoadedModel:
+        return self.model(job.model_id, job.api_key)
+
+    def model(self, model_id: str, api_key: str | None) -> LoadedModel:
+        """The model in memory, loaded (or fetched, where remote models are allowed) if it is not."""
         try:
-            return self.manager.get(job.model_id, job.api_key, self.limits is None or self.limits.remote_models)
+            return self.manager.get(model_id, api_key, self.limits is None or self.limits.remote_models)
         except (WeightsApiUnavailable, WeightsApiTimeout) as error:  # say which lookup failed, not just how
             raise type(error)(
-                f"Model {job.model_id} is neither in this server's store nor built in, and looking it up failed: "
+                f"Model {model_id} is neither in this server's store nor built in, and looking it up failed: "
                 f"{error.message}"
             ) from None
+
+    def run_tensor(self, model_id: str, api_key: str | None, batch: np.ndarray) -> list[np.ndarray]:
+        """The model's own outputs (in its order) for its own input tensor, checked by the caller: a job like any
+        other, so lone requests see it as company. A tensor the model cannot take is the caller's error."""
+        runner = self.model(model_id, api_key).predictor.runner
+        note_model(model_id, [(batch.shape[3], batch.shape[2])] * batch.shape[0])
+        try:
+            with self.cores.job(), timed("inference"):
+                return runner.run(batch, may_widen=True)
+        except RUNTIME_ERRORS as error:
+            raise InvalidRequestError(f"The model cannot run this tensor: {error}") from None
 
     def run_json(self, job: InferenceJob) -> bytes:
         results = self.run(job)

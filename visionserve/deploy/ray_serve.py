@@ -10,7 +10,8 @@ Clients name the model in the path or the JSON body, so the ingress routes by it
 (`InferenceService.run`) is replaced in the ingress by one that sends the job to the model workers with the model
 id as Ray's multiplexed model id. Ray then prefers a replica that already holds the model, and each worker keeps at
 most `models_per_replica` models: Ray's record and the worker's ModelManager evict in the same LRU order.
-Everything else (model management, /v2 raw tensors, /metrics) runs in the ingress on its own models.
+Raw `/v2` tensors run on the workers too. Everything else (model management, /metrics, the metadata a `/v2` call
+checks its tensors against) is answered by the ingress from its own copy of the model.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping
-from concurrent.futures import Future
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 from fastapi import FastAPI
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -137,32 +139,37 @@ class ClusterInference(InferenceService):
 
     def run(self, job: InferenceJob) -> list[ImageResult]:
         validate_model_id(job.model_id)  # a 400 here, before it becomes Ray's routing key
-        outcome = _wait(asyncio.run_coroutine_threadsafe(self._on_worker(job), self._loop), job)
+        return self._on_worker(job.model_id, "infer", (portable(job),), job.cancelled)
+
+    def run_tensor(self, model_id: str, api_key: str | None, batch: np.ndarray) -> list[np.ndarray]:
+        """Raw tensors run where the models do: the ingress reserves no CPU for forward passes."""
+        return self._on_worker(model_id, "tensor", (model_id, api_key, batch), None)
+
+    def _on_worker(self, model_id: str, method: str, args: tuple[Any, ...], cancelled: threading.Event | None) -> Any:
+        """A worker method's answer, on a worker chosen by model id; a caller who left (or a deadline) cancels the
+        remote call (with the awaiting task)."""
+        answer = asyncio.run_coroutine_threadsafe(self._call(model_id, method, args), self._loop)
+        while True:
+            try:
+                outcome = answer.result(timeout=POLL_S)
+                break
+            except TimeoutError:
+                if cancelled is not None and cancelled.is_set():
+                    answer.cancel()
+                    raise ClientClosedRequest() from None
         if isinstance(outcome, WorkerError):
             outcome.raise_again()
         return outcome
 
-    async def _on_worker(self, job: InferenceJob) -> list[ImageResult] | WorkerError:
-        """The job on a model worker; one that is gone or full is a 503 the client retries."""
+    async def _call(self, model_id: str, method: str, args: tuple[Any, ...]) -> Any:
+        """One that is gone or full is a 503 the client retries."""
+        handle = self._workers.options(multiplexed_model_id=model_id)
         try:
-            return await self._workers.options(multiplexed_model_id=job.model_id).infer.remote(portable(job))
+            return await getattr(handle, method).remote(*args)
         except UNAVAILABLE as error:
             raise ServiceUnavailableError(
                 f"No model worker could take the request ({type(error).__name__}) - retry request."
             ) from None
-
-
-def _wait(
-    answer: Future[list[ImageResult] | WorkerError], job: InferenceJob
-) -> list[ImageResult] | WorkerError:
-    """The worker's answer; a caller who left (or a deadline) cancels the remote job (with the awaiting task)."""
-    while True:
-        try:
-            return answer.result(timeout=POLL_S)
-        except TimeoutError:
-            if job.cancelled.is_set():
-                answer.cancel()
-                raise ClientClosedRequest() from None
 
 
 def worker_settings(models_per_replica: int, cpus: float) -> Settings:
@@ -197,25 +204,33 @@ class ModelWorkerReplica:
     async def infer(self, job_fields: dict[str, Any]) -> list[ImageResult] | WorkerError:
         job = InferenceJob(**job_fields)
         try:
-            # Loaded first, so a model that fails to load never enters Ray's record (or evicts one that is there).
-            await self._state.in_worker(self._load, job)
-            await self._hold(job.model_id)
-            return await self._state.in_worker(self._state.service.run, job)
-        except VisionServeError as error:
-            return WorkerError(error.status_code, error.message, error.headers)
+            return await self._with_model(job.model_id, job.api_key, self._state.service.run, job)
         except asyncio.CancelledError:
             job.cancelled.set()  # the thread checks it between stages
             raise
 
-    def _load(self, job: InferenceJob) -> None:
-        """The job's model in memory, as the service itself gets it (same rules for remote models, same errors);
-        a load (not a cache hit) is logged, so loads can be counted per replica."""
+    async def tensor(self, model_id: str, api_key: str | None, batch: np.ndarray) -> list[np.ndarray] | WorkerError:
+        return await self._with_model(model_id, api_key, self._state.service.run_tensor, model_id, api_key, batch)
+
+    async def _with_model(
+        self, model_id: str, api_key: str | None, work: Callable[..., Any], *args: Any
+    ) -> Any:
+        """`work(*args)` on a worker thread once the model is here; an error the caller should see travels back."""
+        try:
+            # Loaded first, so a model that fails to load never enters Ray's record (or evicts one that is there).
+            await self._state.in_worker(self._load, model_id, api_key)
+            await self._hold(model_id)
+            return await self._state.in_worker(work, *args)
+        except VisionServeError as error:
+            return WorkerError(error.status_code, error.message, error.headers)
+
+    def _load(self, model_id: str, api_key: str | None) -> None:
+        """The model in memory, as the service itself gets it (same rules for remote models, same errors); a load
+        (not a cache hit) is logged, so loads can be counted per replica."""
         loads_before = self._onnx_loads()
-        self._state.service._model(job)
+        self._state.service.model(model_id, api_key)
         if self._onnx_loads() > loads_before:
-            logger.info(
-                "%s model=%s pid=%d loads=%d", LOAD_LOG_MARKER, job.model_id, os.getpid(), self._onnx_loads()
-            )
+            logger.info("%s model=%s pid=%d loads=%d", LOAD_LOG_MARKER, model_id, os.getpid(), self._onnx_loads())
 
     def _onnx_loads(self) -> int:
         return int(

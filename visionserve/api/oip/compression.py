@@ -1,5 +1,6 @@
 """Compressed request bodies: Triton's clients can send them gzip- or deflate-encoded (`Content-Encoding`).
-They are inflated up to the body size limit, so a small compressed body cannot become a huge one."""
+They are inflated up to a limit (the body's, or the JSON's when no binary data follows), so a small compressed
+body cannot become a huge one."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ class UnsupportedEncodingError(VisionServeError):
     status_code = 415
 
 
-def inflated(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
+def inflated(body: bytes, encoding: str | None, max_bytes: int, limit_name: str) -> bytes:
     name = (encoding or "identity").strip().lower()
     if name == "identity":
         return body
@@ -29,8 +30,7 @@ def inflated(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
         raise InvalidRequestError(f"The {name} body cannot be inflated: {error}.") from None
     if len(data) > max_bytes:
         raise PayloadTooLargeError(
-            f"Request body is larger than the limit of {max_bytes} bytes once inflated "
-            "(VISIONSERVE_MAX_BODY_BYTES)."
+            f"Request body is larger than the limit of {max_bytes} bytes once inflated ({limit_name})."
         )
     if not inflater.eof:
         raise InvalidRequestError(f"The {name} body is cut short.")

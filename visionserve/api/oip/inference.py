@@ -1,6 +1,6 @@
-"""One inference request, start to end, in a worker thread: parse the body, load the model, run the signature
-the input names (encoded `images` through the core's InferenceService, or the model's own input on its
-session), and encode the outputs asked for."""
+"""One inference request, start to end, in a worker thread: parse the body, load the model, check what the
+request declares against the signature its input names (encoded `images` through the core's InferenceService,
+or the model's own input on its session) before any data is read, run it, and encode the outputs asked for."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from visionserve.api.oip import images, raw
-from visionserve.api.oip.compression import inflated
+from visionserve.api.oip.body import parse_request, unpacked
 from visionserve.api.oip.metadata import model_inputs
 from visionserve.api.oip.names import ModelName
-from visionserve.api.oip.schemas import InferRequest
-from visionserve.api.oip.tensors import BYTES, Output, Tensor, encode_response, parse_request, read_inputs
-from visionserve.core import InferenceService
+from visionserve.api.oip.schemas import InferRequest, RequestInput
+from visionserve.api.oip.tensors import BYTES, Output, element_count, encode_response, read_input
+from visionserve.core import InferenceService, too_many_images
 from visionserve.errors import InvalidRequestError
 from visionserve.models.loader import LoadedModel
 
@@ -35,56 +35,67 @@ class ProtocolCall:
 
 def infer(service: InferenceService, call: ProtocolCall, max_body_bytes: int) -> tuple[bytes, int | None]:
     """The response body, and the length of its JSON header when binary data follows."""
-    request, binary = parse_request(
-        inflated(call.body, call.content_encoding, max_body_bytes), call.header_length
-    )
-    inputs = read_inputs(request, binary)
+    body = unpacked(call.body, call.content_encoding, call.header_length, max_body_bytes)
+    request, binary = parse_request(body, call.header_length)
     model = service.manager.get(call.model.model_id, call.api_key)
+    declared = _the_input(model, request.inputs)
+    is_images = _is_images(declared)
+    wanted = _wanted_outputs(request, _output_names(model, is_images))
+    if is_images:
+        if element_count(declared) > service.max_batch_images:
+            raise too_many_images(element_count(declared), service.max_batch_images)
+    else:
+        raw.check_shape(model, declared, service.max_batch_images, service.images.limits.max_pixels)
+    tensor = read_input(declared, binary)
     request_id = request.id or str(uuid.uuid4())
-    produced = _run(service, model, _the_input(model, inputs), request, request_id, call)
-    return encode_response(call.model.name, call.model.version, request_id, _selected(produced, request))
+    if is_images:
+        job = images.images_job(model, tensor, request.parameters, request_id, call.api_key, call.cancelled)
+        produced = images.prediction_outputs(model, service.run(job))
+    else:
+        assert isinstance(tensor.values, np.ndarray)
+        produced = raw.run_raw(service, model, tensor.values, call.api_key)
+    outputs = [Output(name, produced[name], binary) for name, binary in wanted]
+    return encode_response(call.model.name, call.model.version, request_id, outputs)
 
 
-def _the_input(model: LoadedModel, inputs: list[Tensor]) -> Tensor:
-    accepted = model_inputs(model)
-    if len(inputs) == 1 and any(
-        (t.name, t.datatype) == (inputs[0].name, inputs[0].datatype) for t in accepted
-    ):
+def _is_images(declared: RequestInput) -> bool:
+    return declared.name == images.IMAGES_INPUT and declared.datatype == BYTES
+
+
+def _the_input(model: LoadedModel, inputs: list[RequestInput]) -> RequestInput:
+    if len(inputs) == 1 and (_is_images(inputs[0]) or raw.accepts(model, inputs[0])):
         return inputs[0]
     given = ", ".join(f"{tensor.name!r} ({tensor.datatype})" for tensor in inputs) or "none"
+    accepted = model_inputs(model)
     takes = " or ".join(f"{tensor.name!r} ({tensor.datatype} {tensor.shape})" for tensor in accepted)
     raise InvalidRequestError(f"This model takes one input, {takes}; the request has {given}.")
 
 
-def _run(
-    service: InferenceService,
-    model: LoadedModel,
-    tensor: Tensor,
-    request: InferRequest,
-    request_id: str,
-    call: ProtocolCall,
-) -> dict[str, np.ndarray]:
-    if tensor.name == images.IMAGES_INPUT and tensor.datatype == BYTES:
-        job = images.images_job(model, tensor, request.parameters, request_id, call.api_key, call.cancelled)
-        return images.prediction_outputs(model, service.run(job))
-    return raw.run_raw(model, raw.checked_batch(model, tensor, service.max_batch_images))
+def _output_names(model: LoadedModel, is_images: bool) -> list[str]:
+    if is_images:
+        return [tensor.name for tensor in images.output_metadata(model)]
+    return list(raw.output_names(model).values())
 
 
-def _selected(produced: dict[str, np.ndarray], request: InferRequest) -> list[Output]:
-    """The outputs asked for (all when none are named), each in binary if asked so, else in JSON."""
+def _wanted_outputs(request: InferRequest, names: list[str]) -> list[tuple[str, bool]]:
+    """(name, in binary) of each output asked for, once each (all when none are named), before the run."""
     default_binary = request.parameters.get("binary_data_output") is True
     if request.outputs is None:
-        return [Output(name, values, default_binary) for name, values in produced.items()]
-    selected = []
-    for wanted in request.outputs:
-        if wanted.name not in produced:
+        return [(name, default_binary) for name in names]
+    if len(request.outputs) > len(names):
+        raise InvalidRequestError(
+            f"The request names {len(request.outputs)} outputs; this one answers {len(names)}: "
+            f"{', '.join(names)}."
+        )
+    wanted: dict[str, bool] = {}
+    for output in request.outputs:
+        if output.name not in names:
             raise InvalidRequestError(
-                f"Unknown output {wanted.name!r}; this request answers {', '.join(produced)}."
+                f"Unknown output {output.name!r}; this request answers {', '.join(names)}."
             )
-        if "classification" in wanted.parameters or "shared_memory_region" in wanted.parameters:
+        if "classification" in output.parameters or "shared_memory_region" in output.parameters:
             raise InvalidRequestError(
-                f"Output {wanted.name!r}: the classification and shared-memory extensions are not supported."
+                f"Output {output.name!r}: the classification and shared-memory extensions are not supported."
             )
-        binary = wanted.parameters.get("binary_data", default_binary) is True
-        selected.append(Output(wanted.name, produced[wanted.name], binary))
-    return selected
+        wanted.setdefault(output.name, output.parameters.get("binary_data", default_binary) is True)
+    return list(wanted.items())

@@ -1,15 +1,19 @@
 """The protocol's JSON objects, as KServe's "predict-api v2" and Triton's HTTP protocol define them.
 
 Unknown fields are ignored, so clients that send more (Triton's sequence and priority fields) keep working.
+A shape is bounded in rank and in each axis before its axes are validated, and so before any arithmetic on it
+(Triton's and KServe's clients send a handful of axes, each an int64).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Parameters = dict[str, Any]
+MAX_RANK = 8
+Axis = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
 
 
 class Loose(BaseModel):
@@ -18,12 +22,22 @@ class Loose(BaseModel):
 
 class RequestInput(Loose):
     name: str
-    shape: list[int] = Field(description="Every axis a size, 0 or more.")
+    shape: list[Axis] = Field(
+        description=f"Every axis a size, 0 or more; at most {MAX_RANK} axes.", json_schema_extra={"maxItems": MAX_RANK}
+    )
     datatype: str = Field(description="BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64 or BYTES.")
     parameters: Parameters = Field(default_factory=dict, description="`binary_data_size` for binary data.")
     data: Any = Field(
         None, description="The elements in row-major order, flat or nested; absent for binary data."
     )
+
+    @field_validator("shape", mode="before")
+    @classmethod
+    def _bounded_rank(cls, shape: object) -> object:
+        """Checked before the axes are: a shape of millions of axes is refused without reading them."""
+        if isinstance(shape, list) and len(shape) > MAX_RANK:
+            raise ValueError(f"a shape has at most {MAX_RANK} axes, not {len(shape)}")
+        return shape
 
 
 class RequestOutput(Loose):

@@ -1,5 +1,5 @@
-"""Tensors on the wire: the request body (a JSON header, then the binary data of the inputs that declare a
-`binary_data_size`), JSON `data` (flat or nested), and the response in the same two forms.
+"""Tensors on the wire: an input's values from binary data or JSON `data` (flat or nested), and the response
+in the same two forms (the body around them: `visionserve.api.oip.body`).
 
 BYTES elements are length-prefixed in binary data (a little-endian uint32, then the bytes) and strings in
 JSON. They stay apart here, bytes from binary data and `str` from JSON, because their meaning differs: an
@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
-from visionserve.api.oip.schemas import InferRequest, InferResponse, RequestInput, ResponseOutput
+from visionserve.api.oip.schemas import InferResponse, RequestInput, ResponseOutput
 from visionserve.errors import InvalidRequestError
 
 BYTES = "BYTES"
@@ -66,75 +66,38 @@ def describe_validation_error(error: ValidationError) -> str:
     )
 
 
-def parse_request(body: bytes, header_length: str | None) -> tuple[InferRequest, memoryview]:
-    """The JSON header and the binary data after it (`Inference-Header-Content-Length` says where it ends)."""
-    size = len(body)
-    if header_length is not None:
-        if not header_length.strip().isdigit() or int(header_length) > size:
-            raise InvalidRequestError(
-                f"Inference-Header-Content-Length must be a length between 0 and the body's {size} bytes."
-            )
-        size = int(header_length)
-    try:
-        request = InferRequest.model_validate_json(body[:size])
-    except ValidationError as error:
-        raise InvalidRequestError(
-            f"The inference request is not valid: {describe_validation_error(error)}"
-        ) from None
-    return request, memoryview(body)[size:]
-
-
-def read_inputs(request: InferRequest, binary: memoryview) -> list[Tensor]:
-    """Every input, taking binary data in the inputs' order; all of it must be claimed."""
-    tensors, offset, names = [], 0, set()
-    for declared in request.inputs:
-        if declared.name in names:
-            raise InvalidRequestError(f"Input {declared.name!r} is given twice.")
-        names.add(declared.name)
-        count = _element_count(declared)
-        size = declared.parameters.get("binary_data_size")
-        if "shared_memory_region" in declared.parameters:
-            raise InvalidRequestError(
-                "Shared memory is not supported by this server: send the data in the request."
-            )
-        if size is not None:
-            if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= len(binary) - offset:
-                raise InvalidRequestError(
-                    f"Input {declared.name!r}: binary_data_size {size!r} exceeds the "
-                    f"{len(binary) - offset} bytes of binary data left."
-                )
-            values = _from_binary(declared, count, binary[offset : offset + size])
-            offset += size
-        elif declared.data is not None:
-            values = _from_json(declared, count)
-        else:
-            raise InvalidRequestError(f"Input {declared.name!r} has neither `data` nor `binary_data_size`.")
-        tensors.append(Tensor(declared.name, declared.datatype, tuple(declared.shape), values))
-    if offset != len(binary):
-        raise InvalidRequestError(f"{len(binary) - offset} bytes of binary data belong to no input.")
-    return tensors
-
-
-def _element_count(declared: RequestInput) -> int:
-    if declared.datatype != BYTES and declared.datatype not in NUMERIC:
-        raise InvalidRequestError(
-            f"Input {declared.name!r}: unknown datatype {declared.datatype!r}; "
-            f"use one of {', '.join([*NUMERIC, BYTES])}."
-        )
-    if any(axis < 0 for axis in declared.shape):
-        raise InvalidRequestError(f"Input {declared.name!r}: shape {declared.shape} has a negative axis.")
+def element_count(declared: RequestInput) -> int:
+    """How many elements the shape holds (its rank and axes are bounded by the schema, so this is cheap)."""
     return math.prod(declared.shape)
+
+
+def read_input(declared: RequestInput, binary: memoryview) -> Tensor:
+    """The input's values, from the binary data after the JSON (all of it) or from its JSON `data`."""
+    count = element_count(declared)
+    size = declared.parameters.get("binary_data_size")
+    if "shared_memory_region" in declared.parameters:
+        raise InvalidRequestError(
+            "Shared memory is not supported by this server: send the data in the request."
+        )
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or size != len(binary):
+            raise InvalidRequestError(
+                f"Input {declared.name!r}: binary_data_size {size!r} is not the {len(binary)} bytes "
+                "of binary data after the JSON."
+            )
+        values = _from_binary(declared, count, binary)
+    elif len(binary):
+        raise InvalidRequestError(f"{len(binary)} bytes of binary data belong to no input.")
+    elif declared.data is not None:
+        values = _from_json(declared, count)
+    else:
+        raise InvalidRequestError(f"Input {declared.name!r} has neither `data` nor `binary_data_size`.")
+    return Tensor(declared.name, declared.datatype, tuple(declared.shape), values)
 
 
 def _from_binary(declared: RequestInput, count: int, data: memoryview) -> np.ndarray | list[bytes]:
     if declared.datatype == BYTES:
-        elements = _split_bytes(declared.name, data)
-        if len(elements) != count:
-            raise InvalidRequestError(
-                f"Input {declared.name!r}: shape {declared.shape} holds {count} elements, "
-                f"the data {len(elements)}."
-            )
-        return elements
+        return _split_bytes(declared, count, data)
     dtype = NUMERIC[declared.datatype]
     if len(data) != count * dtype.itemsize:
         raise InvalidRequestError(
@@ -144,9 +107,14 @@ def _from_binary(declared: RequestInput, count: int, data: memoryview) -> np.nda
     return np.frombuffer(data, dtype=dtype).reshape(declared.shape)
 
 
-def _split_bytes(name: str, data: memoryview) -> list[bytes]:
-    elements, offset = [], 0
+def _split_bytes(declared: RequestInput, count: int, data: memoryview) -> list[bytes]:
+    """The `count` elements, stopping at the first one too many: millions of empty ones cost nothing."""
+    name, elements, offset = declared.name, [], 0
     while offset < len(data):
+        if len(elements) == count:
+            raise InvalidRequestError(
+                f"Input {name!r}: shape {declared.shape} holds {count} elements, the data more."
+            )
         if offset + _LENGTH.size > len(data):
             raise InvalidRequestError(f"Input {name!r}: BYTES data ends inside an element's length.")
         (length,) = _LENGTH.unpack_from(data, offset)
@@ -155,6 +123,10 @@ def _split_bytes(name: str, data: memoryview) -> list[bytes]:
             raise InvalidRequestError(f"Input {name!r}: a BYTES element is longer than the data left.")
         elements.append(bytes(data[offset : offset + length]))
         offset += length
+    if len(elements) != count:
+        raise InvalidRequestError(
+            f"Input {name!r}: shape {declared.shape} holds {count} elements, the data {len(elements)}."
+        )
     return elements
 
 

@@ -83,7 +83,11 @@ INFER_BODY = {
 }
 INFER_RESPONSES = {
     **ERROR_RESPONSES,
-    413: {"model": ProtocolError, "description": "The body, inflated if compressed, is over the limit."},
+    413: {
+        "model": ProtocolError,
+        "description": "The body (inflated if compressed) or its JSON is over a limit, or a raw tensor over the "
+        "model's forward pass or the image pixel limit.",
+    },
     415: {"model": ProtocolError, "description": "A Content-Encoding other than gzip or deflate."},
     200: {
         "model": InferResponse,
