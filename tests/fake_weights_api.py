@@ -1,5 +1,6 @@
 """A Roboflow-compatible weights API on loopback, with the failure modes a real one has: bad keys, unknown models,
-5xx hiccups, downloads cut half-way, wrong checksums, slow links. It counts every call."""
+5xx hiccups, downloads cut half-way or stalled, wrong checksums, slow links, weights on a host that is down, and
+broken packages (missing files, environment.json that is not JSON). It counts every call."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ class CatalogModel:
     describe_delay_s: float = 0.0  # pause before answering the description
     wrong_md5: bool = False
     colors: dict[str, str] = field(default_factory=dict)
+    stall_s: float = 0.0  # pause after sending half of the weights, then send the rest
+    weights_base: str | None = None  # where the weights are, if not on this API (e.g. a closed port)
+    missing: tuple[str, ...] = ()  # package files that answer 404
+    raw_environment: bytes | None = None  # environment.json sent as these bytes
 
 
 def environment(classes: list[str], resize_format: str = "Fit (grey edges) in", size: int = 320, **steps: Any) -> dict:
@@ -103,7 +108,8 @@ class FakeWeightsApi:
         if calls <= model.describe_failures:
             return send_json(request, 500, {"error": "hiccup"})
         files = f"{self.url}/files/{model_id}"
-        ort = {"type": model.task, "modelType": model.model_type, "model": f"{files}/weights.onnx",
+        weights = f"{model.weights_base or self.url}/files/{model_id}/weights.onnx"
+        ort = {"type": model.task, "modelType": model.model_type, "model": weights,
                "environment": f"{files}/environment.json", "colors": model.colors}
         if model.classes is not None:
             ort["classes"] = model.classes
@@ -111,8 +117,12 @@ class FakeWeightsApi:
 
     def _file(self, request: http.server.BaseHTTPRequestHandler, model_id: str, name: str) -> None:
         model = self.catalog[model_id]
+        if name in model.missing:
+            return send_json(request, 404, {"error": "no such file"})
         if name == "environment.json":
             self._record(f"environment {model_id}")
+            if model.raw_environment is not None:
+                return send_bytes(request, model.raw_environment)
             return send_json(request, 200, model.environment)
         downloads = self._record(f"download {model_id}")
         time.sleep(model.slow_s)
@@ -126,9 +136,21 @@ class FakeWeightsApi:
         request.send_header("x-goog-hash", f"crc32c=AAAAAA==,md5={base64.b64encode(md5).decode()}")
         request.end_headers()
         body = data[start:]
+        if model.stall_s:
+            request.wfile.write(body[: len(body) // 2])
+            request.wfile.flush()
+            time.sleep(model.stall_s)
+            body = body[len(body) // 2 :]
         if downloads <= model.cut_downloads:
             request.wfile.write(body[: len(body) // 2])  # then hang up, as a dropped link does
             request.wfile.flush()
             request.close_connection = True
             return
         request.wfile.write(body)
+
+
+def send_bytes(request: http.server.BaseHTTPRequestHandler, body: bytes) -> None:
+    request.send_response(200)
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)

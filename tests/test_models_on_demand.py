@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import b64, encode, image_value, photo
+from tests.conftest import FIXTURES, b64, encode, image_value, photo
 from tests.fake_weights_api import FORBIDDEN_KEY, GOOD_KEY, CatalogModel, FakeWeightsApi, environment
+from tests.onnx_edit import constant_outputs
 from tests.test_api_detection import without_ids
 from visionserve.cli import app
 from visionserve.models.builtin import BuiltinModels
@@ -27,12 +29,39 @@ def detector() -> tuple[bytes, list[str]]:
     return package.weights_path.read_bytes(), package.manifest.class_names
 
 
+SHAPES = ["circle", "square", "triangle"]  # the classes of the fixture detectors
+
+
+@pytest.fixture(scope="module")
+def hostile_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """Weights a hostile API might serve: a dynamic-input detector (the package's environment.json decides its
+    input size), and stand-ins declaring a huge fixed input or a huge class list."""
+    folder = tmp_path_factory.mktemp("hostile-weights")
+    huge_input = constant_outputs(folder / "huge.onnx", "images", [1, 3, 8192, 8192], {"output0": [1, 7, 10]})
+    many_classes = constant_outputs(folder / "many.onnx", "images", [1, 3, 320, 320], {"output0": [1, 100_005, 1]})
+    return {
+        "dynamic": (FIXTURES / "models/shapes-detect-dynamic.onnx").read_bytes(),
+        "huge input": huge_input.read_bytes(),
+        "many classes": many_classes.read_bytes(),
+    }
+
+
+def sized_environment(classes: list[str], height: int, width: int) -> dict:
+    resize = {"enabled": True, "width": width, "height": height, "format": "Stretch to"}
+    return {**environment(classes), "PREPROCESSING": {"resize": resize}}
+
+
 @pytest.fixture
-def api(detector: tuple[bytes, list[str]]):
+def api(detector: tuple[bytes, list[str]], hostile_weights: dict[str, bytes]):
     weights, classes = detector
 
     def model(**overrides) -> CatalogModel:
         return CatalogModel(**{"weights": weights, "environment": environment(classes), "classes": classes, **overrides})
+
+    def shapes(weights: bytes, classes: list[str] = SHAPES, **overrides) -> CatalogModel:
+        return CatalogModel(**{"weights": weights, "environment": environment(classes), "classes": classes, **overrides})
+
+    many = [f"class{index}" for index in range(100_001)]
 
     fake = FakeWeightsApi(
         {
@@ -52,6 +81,17 @@ def api(detector: tuple[bytes, list[str]]):
             "stretch/1": CatalogModel(weights=weights, environment=environment(classes, "Stretch to"), classes=None),
             "crop/1": model(environment=environment(
                 classes, **{"static-crop": {"enabled": True, "x_min": 20, "y_min": 0, "x_max": 80, "y_max": 60}})),
+            "weights-down/1": model(weights_base=f"http://127.0.0.1:{free_port()}"),
+            "drip/1": model(stall_s=60.0),
+            "unparsable-env/1": model(raw_environment=b"{not json"),
+            "no-env/1": model(missing=("environment.json",)),
+            "no-weights/1": model(missing=("weights.onnx",)),
+            "bad-preprocessing/1": model(environment={**environment(classes), "PREPROCESSING": "{oops"}),
+            "bad-colors/1": model(environment={**environment(classes), "COLORS": {classes[0]: 5}}),
+            "wide/1": shapes(hostile_weights["dynamic"], environment=sized_environment(SHAPES, 32, 600_000)),
+            "huge/1": shapes(hostile_weights["dynamic"], environment=sized_environment(SHAPES, 60_000, 60_000)),
+            "huge-onnx/1": shapes(hostile_weights["huge input"], environment={**environment(SHAPES), "PREPROCESSING": {}}),
+            "many-classes/1": shapes(hostile_weights["many classes"], many, environment=environment(many)),
         }
     )
     yield fake
@@ -113,6 +153,44 @@ def test_transient_failures_are_retried_and_downloads_resume(remote_server, api:
     assert api.count("describe flaky/1") == 2 and api.count("download flaky/1") == 3
 
 
+def staging_files(home: Path) -> list[Path]:
+    """Every file under the store's staging: partial downloads, copies, lock files."""
+    staging = home / "models/.staging"
+    return sorted(path for path in staging.rglob("*") if path.is_file()) if staging.exists() else []
+
+
+def test_a_download_killed_half_way_is_known_then_cleaned_at_the_next_load(
+    remote_server, api: FakeWeightsApi, start_server
+) -> None:
+    server = remote_server()
+
+    def request_that_dies_with_the_server() -> None:
+        with server.client() as http, contextlib.suppress(httpx.TransportError):
+            infer(http, "drip/1")
+
+    threading.Thread(target=request_that_dies_with_the_server, daemon=True).start()
+    deadline = time.monotonic() + 60
+    while not any(path.suffix == ".partial" and path.stat().st_size for path in staging_files(server.home)):
+        assert time.monotonic() < deadline, "the download never began"
+        time.sleep(0.1)
+    server.process.kill()  # SIGKILL mid-download, with the model's lock held
+    server.process.wait()
+    assert {path.suffix for path in staging_files(server.home)} == {".partial", ".lock"}
+
+    offline = start_server({"VISIONSERVE_WEIGHTS_API": f"http://127.0.0.1:{free_port()}"}, home=server.home)
+    with offline.client() as client:
+        response = infer(client, "drip/1")  # the API had it: an outage, not a typo
+    assert response.status_code == 503 and response.headers["retry-after"], response.text
+    assert "began earlier" in response.json()["message"]
+    offline.stop()
+
+    api.catalog["drip/1"].stall_s = 0.0
+    again = start_server({"VISIONSERVE_WEIGHTS_API": api.url}, home=server.home)
+    with again.client() as client:
+        assert infer(client, "drip/1").status_code == 200
+    assert staging_files(server.home) == []
+
+
 @pytest.mark.parametrize(
     ("model_id", "key", "status", "text"),
     [
@@ -120,11 +198,21 @@ def test_transient_failures_are_retried_and_downloads_resume(remote_server, api:
         ("private/1", None, 401, "API key"),
         ("private/1", "wrong-key", 401, "API key"),
         ("private/1", FORBIDDEN_KEY, 403, "lacks access"),
-        ("broken/1", None, 500, "Model package is broken"),
+        ("broken/1", None, 502, "broken package for broken/1: cannot open weights.onnx as an ONNX model"),
         ("badsum/1", None, 502, "MD5"),
         ("nas/1", None, 501, "yolo_nas_s"),
         ("dropped/1", None, 503, "weights API"),  # the link drops on every attempt
+        ("weights-down/1", None, 503, "Could not reach"),  # described, so known to exist: an outage
         ("unhurried/1", None, 504, "Timeout"),
+        ("unparsable-env/1", None, 502, "environment.json that is not JSON"),
+        ("no-env/1", None, 502, "environment.json is missing"),
+        ("no-weights/1", None, 502, "weights.onnx is missing"),
+        ("bad-preprocessing/1", None, 502, "PREPROCESSING is not valid JSON"),
+        ("bad-colors/1", None, 502, "environment.json: colors"),
+        ("wide/1", None, 502, "input size 32x600000"),
+        ("huge/1", None, 502, "input size 60000x60000"),
+        ("huge-onnx/1", None, 502, "input size 8192x8192"),
+        ("many-classes/1", None, 502, "100001 classes"),
     ],
 )
 def test_failures_map_to_clear_errors_and_leave_no_cache(
@@ -135,17 +223,19 @@ def test_failures_map_to_clear_errors_and_leave_no_cache(
         response = infer(http, model_id, key)
     assert response.status_code == status, response.text
     assert text in response.json()["message"]
+    assert status != 503 or response.headers["retry-after"]
     assert not (server.home / "models" / model_id).exists()
     staging = server.home / "models/.staging"
     assert not [p for p in staging.iterdir() if p.name != "locks"] if staging.exists() else True
 
 
-def test_unreachable_api_is_503_with_retry_after(start_server) -> None:
+def test_unreachable_api_is_404_for_a_model_not_known_to_exist(start_server) -> None:
+    """Nothing says the API has the model (tests/test_model_not_found.py: every route and client)."""
     server = start_server({"VISIONSERVE_WEIGHTS_API": f"http://127.0.0.1:{free_port()}"})
     with server.client() as http:
         response = infer(http, "somewhere/1")
-    assert response.status_code == 503 and response.headers["retry-after"]
-    assert "Could not reach the weights API" in response.json()["message"]
+    assert response.status_code == 404 and "Retry-After" not in response.headers
+    assert "could not be reached" in response.json()["message"]
 
 
 def test_api_key_sources_and_precedence(remote_server, api: FakeWeightsApi) -> None:

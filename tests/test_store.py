@@ -1,8 +1,12 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from visionserve.cli import app
 from visionserve.errors import InvalidModelIdError, ModelPackageError
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.manifest import ModelManifest, Task
@@ -64,3 +68,66 @@ def test_builtin_default_model_reads_its_metadata() -> None:
     assert package.manifest.input_size == (320, 320)
     assert len(package.manifest.class_names) == 18 and package.manifest.class_names[1] == "FACE_FEMALE"
     assert BuiltinModels().find("nudenet/2") is None
+
+
+# --- what a killed writer leaves: cleaned by the model's next writer or load, never a live writer's ---
+
+HOLD_THE_LOCK = """
+import sys, time
+from pathlib import Path
+from visionserve.models.store import ModelStore
+store = ModelStore(Path(sys.argv[1]))
+with store.locked("p/1"):
+    (store.staging_directory("p/1") / "weights.onnx.partial").write_bytes(b"x" * 262_144)
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+def writer_holding_the_lock(root: Path) -> subprocess.Popen[str]:
+    """Another process mid-download of p/1: it holds the model's lock and writes its staging."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(root)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline() == "holding\n"
+    return process
+
+
+def staging_files(root: Path) -> list[Path]:
+    return sorted(path for path in (root / ".staging").rglob("*") if path.is_file())
+
+
+def test_a_live_writer_keeps_its_staging_and_a_killed_ones_goes_at_the_next_load(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    store.add(weights(tmp_path), manifest("p/1"))
+    writer = writer_holding_the_lock(store.root)
+    try:
+        assert store.find("p/1") is not None
+        assert sorted(path.name for path in staging_files(store.root)) == ["p__1.lock", "weights.onnx.partial"]
+    finally:
+        writer.kill()  # SIGKILL: nothing of its own is cleaned
+        writer.wait()
+    assert len(staging_files(store.root)) == 2
+    assert store.find("p/1") is not None
+    assert staging_files(store.root) == []
+
+
+def test_models_add_cleans_what_a_killed_one_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VISIONSERVE_HOME", str(tmp_path / "home"))
+    root = tmp_path / "home/models"
+    killed = writer_holding_the_lock(root)
+    killed.kill()
+    killed.wait()
+    assert len(staging_files(root)) == 2
+    model = BuiltinModels().find("nudenet/1").weights_path
+    added = CliRunner().invoke(app, ["models", "add", str(model), "--id", "p/1"])
+    assert added.exit_code == 0, added.output
+    assert staging_files(root) == [] and (root / "p/1/weights.onnx").is_file()
+
+
+def test_a_file_that_is_not_onnx_is_named_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VISIONSERVE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    Path("junk.onnx").write_bytes(b"junk" * 100)
+    added = CliRunner().invoke(app, ["models", "add", "junk.onnx", "--id", "junk/1"])
+    assert added.exit_code == 1
+    said = " ".join(added.output.split())
+    assert "Load model from junk.onnx failed" in said and "junkonnx" not in said

@@ -5,6 +5,8 @@ The texts follow the reference server's public messages where clients may match 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def with_article(noun: str) -> str:
     """`an object-detection`, `a classification`: messages name kinds of models in plain English."""
@@ -51,18 +53,19 @@ class InvalidModelIdError(VisionServeError):
 
 
 class ModelNotFoundError(VisionServeError):
+    """No source has the model. `elsewhere` says why nothing beyond this server found it (not asked, not
+    reachable, not known there either); `suggestions` are the nearest ids this server does have."""
+
     status_code = 404
 
-    def __init__(self, model_id: str, remote_refused: bool = False) -> None:
-        where = (
-            "this server serves only the models in its store and does not fetch others on request "
-            "(VISIONSERVE_ALLOW_REMOTE_MODELS)"
-            if remote_refused
-            else "add local models with `visionserve models add`"
-        )
+    def __init__(self, model_id: str, elsewhere: str | None = None, suggestions: Sequence[str] = ()) -> None:
+        where = f": it is neither in this server's store nor built in, and {elsewhere}" if elsewhere else ""
+        guess = ""
+        if suggestions:
+            names = f"{', '.join(suggestions[:-1])} or {suggestions[-1]}" if len(suggestions) > 1 else suggestions[0]
+            guess = f" Did you mean {names}?"
         super().__init__(
-            f"Model '{model_id}' not found. Make sure that workspace, project or model you referred in request "
-            f"exists: {where}."
+            f"Model '{model_id}' not found{where}.{guess} Add local models with `visionserve models add`."
         )
 
 

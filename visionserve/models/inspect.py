@@ -237,14 +237,17 @@ def import_model(
     """Check that `path` (an ONNX file or a Roboflow package folder) is a model this server can run, then copy it
     into the store."""
     validate_model_id(model_id)
+    extras: dict[str, bytes] = {}
     if path.is_dir():
         weights, manifest = _package_manifest(path, model_id, overrides)
         check_runnable(weights, manifest)
         extras = {name: (path / name).read_bytes() for name in (ENVIRONMENT_FILE, CLASS_NAMES_FILE) if (path / name).is_file()}
-        return store.add(weights, manifest, replace=replace, extra_files=extras)
-    if not path.is_file():
+    elif path.is_file():
+        weights, runner = path, open_session(path, RuntimeOptions())
+        manifest = manifest_for(runner, model_id, overrides, source=str(path.resolve()))
+        check_runnable(path, manifest, runner)
+    else:
         raise FileNotFoundError(f"no such file or folder: {path}")
-    runner = open_session(path, RuntimeOptions())
-    manifest = manifest_for(runner, model_id, overrides, source=str(path.resolve()))
-    check_runnable(path, manifest, runner)
-    return store.add(path, manifest, replace=replace)
+    with store.locked(model_id):
+        store.discard_leftovers(model_id)  # what a `models add` or download killed half-way left
+        return store.add(weights, manifest, replace=replace, extra_files=extras)

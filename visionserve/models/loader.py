@@ -1,8 +1,13 @@
-"""Turning a model package into a ready-to-run model: session, predictor, one warm-up pass."""
+"""Turning a model package into a ready-to-run model: session, predictor, one warm-up pass.
+
+Sizes a package declares are checked first: a network input, fixed batch or class list far past any real
+model's would make the warm-up pass, and every request after it, allocate tensors of that size.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,10 +15,14 @@ from pathlib import Path
 from visionserve.errors import ModelPackageError
 from visionserve.models.manifest import ModelManifest, ModelPackage, Task
 from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel, RuntimeOptions
-from visionserve.tasks.base import Predictor
+from visionserve.tasks.base import Predictor, resolve_input_size
 from visionserve.tasks.registry import predictor_class
 
 logger = logging.getLogger(__name__)
+
+MAX_INPUT_PIXELS = 4096 * 4096  # the largest public detectors take 1280 to 2048 pixels a side
+MAX_FIXED_BATCH = 64
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
 
 
 @dataclass(frozen=True)
@@ -36,12 +45,29 @@ def open_session(weights: Path, options: RuntimeOptions) -> OnnxModel:
     try:
         return OnnxModel(weights, options)
     except RUNTIME_ERRORS as error:
-        cause = str(error).replace(str(weights.parent), "")  # the server's paths are nobody else's business
+        cause = str(error)
+        if weights.parent != Path("."):  # the server's folders are nobody else's business
+            cause = cause.replace(f"{weights.parent}{os.sep}", "")
         raise ModelPackageError(f"cannot open {weights.name} as an ONNX model: {cause}") from None
+
+
+def check_declared_sizes(manifest: ModelManifest, runner: OnnxModel) -> None:
+    """Refuse the package before anything is allocated for the sizes it declares."""
+    height, width = resolve_input_size(manifest, runner)
+    if height * width > MAX_INPUT_PIXELS:
+        declared_by = "the ONNX input" if runner.input_hw else "environment.json or the manifest"
+        raise ModelPackageError(
+            f"its input size {height}x{width} (from {declared_by}) is over the limit of {MAX_INPUT_PIXELS:,} pixels"
+        )
+    if (runner.batch_size or 1) > MAX_FIXED_BATCH:
+        raise ModelPackageError(f"its fixed batch size {runner.batch_size} is over the limit of {MAX_FIXED_BATCH}")
+    if len(manifest.class_names) > MAX_CLASSES:
+        raise ModelPackageError(f"it names {len(manifest.class_names)} classes, over the limit of {MAX_CLASSES}")
 
 
 def build_predictor(package: ModelPackage, runner: OnnxModel, max_batch_size: int) -> Predictor:
     manifest = package.manifest
+    check_declared_sizes(manifest, runner)
     return predictor_class(manifest.family, manifest.task)(manifest, runner, max_batch_size)
 
 

@@ -1,5 +1,9 @@
 """Models fetched from a weights API on first use and kept in the local store, so later loads (and restarts)
-need no network at all."""
+need no network at all.
+
+What the API serves is checked before it reaches the store: a package that cannot be served (environment.json
+that makes no sense, weights that do not load, declared sizes past the limits) is the API's fault, a 502.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,21 @@ import shutil
 import time
 from collections.abc import Callable
 
-from filelock import FileLock, Timeout
+from filelock import Timeout
 
-from visionserve.errors import ServiceUnavailableError, TaskNotSupportedError, with_article
+from visionserve.errors import ModelPackageError, ServiceUnavailableError, TaskNotSupportedError, with_article
 from visionserve.models.inspect import check_runnable
 from visionserve.models.manifest import ModelFamily, ModelPackage, Task
 from visionserve.models.roboflow import CLASS_NAMES_FILE, ENVIRONMENT_FILE, manifest_from_environment
 from visionserve.models.store import ModelStore
-from visionserve.models.weights_api import Progress, RemoteModel, WeightsApi
+from visionserve.models.weights_api import (
+    Progress,
+    RemoteModel,
+    WeightsApi,
+    WeightsApiBadResponse,
+    WeightsApiUnavailable,
+    WeightsApiUnreachable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,32 +74,52 @@ class RemoteModels:
 
     def find(self, model_id: str, api_key: str | None = None) -> ModelPackage | None:
         try:
-            with FileLock(self.store.lock_path(model_id), timeout=self.lock_timeout_s):
+            with self.store.locked(model_id, self.lock_timeout_s):
                 stored = self.store.find(model_id)  # another process may have finished it meanwhile
-                return stored or self._download(model_id, api_key or self.default_api_key)
+                if stored is not None:
+                    return stored
+                remote = self._describe(model_id, api_key or self.default_api_key)
+                self.store.discard_leftovers(model_id)  # we hold the lock: a killed download's, never a live one's
+                return self._download(model_id, remote)
         except Timeout:
             raise ServiceUnavailableError(f"Model {model_id} is still being downloaded - retry request.") from None
 
-    def _download(self, model_id: str, api_key: str | None) -> ModelPackage:
-        remote = self.api.describe(model_id, api_key)
+    def _describe(self, model_id: str, api_key: str | None) -> RemoteModel:
+        """The API's description. Unreachable, it cannot tell whether the model exists, unless a download of
+        it began before: then the model is known to exist and this is an outage."""
+        try:
+            return self.api.describe(model_id, api_key)
+        except WeightsApiUnreachable as error:
+            if not self.store.has_partial_download(model_id):
+                raise
+            raise WeightsApiUnavailable(
+                f"A download of model {model_id} began earlier, so the weights API has it, but now: {error.message}"
+            ) from None
+
+    def _download(self, model_id: str, remote: RemoteModel) -> ModelPackage:
         family, task = _family_and_task(remote, model_id)
         started = time.perf_counter()
         logger.info("downloading model %s (%s, %s)", model_id, remote.task_type, remote.model_type or "unknown type")
-        staging = self.store.staging_directory()
+        staging = self.store.staging_directory(model_id)
         try:
             weights = staging / "weights.onnx"
             self.api.download(remote.weights_url, weights, self.progress(model_id))
-            manifest = manifest_from_environment(
-                model_id,
-                task,
-                remote.environment,
-                class_names=remote.class_names,
-                colors=remote.colors,
-                model_type=remote.model_type,
-                family=family,
-                source=f"weights API {self.api.base_url}",
-            )
-            check_runnable(weights, manifest)  # a broken download never reaches the store
+            try:
+                manifest = manifest_from_environment(
+                    model_id,
+                    task,
+                    remote.environment,
+                    class_names=remote.class_names,
+                    colors=remote.colors,
+                    model_type=remote.model_type,
+                    family=family,
+                    source=f"weights API {self.api.base_url}",
+                )
+                check_runnable(weights, manifest)  # a broken download never reaches the store
+            except ModelPackageError as error:
+                raise WeightsApiBadResponse(
+                    f"The weights API served a broken package for {model_id}: {error.detail}"
+                ) from None
             extra = {ENVIRONMENT_FILE: json.dumps(remote.environment, indent=2).encode()}
             if remote.class_names:
                 extra[CLASS_NAMES_FILE] = "\n".join(remote.class_names).encode()

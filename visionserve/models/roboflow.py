@@ -111,20 +111,24 @@ def manifest_from_environment(
     if not names:
         raise ModelPackageError("the package names no classes (no class list, no CLASS_MAP)")
     env_colors = environment.get("COLORS")
-    return ModelManifest(
-        model_id=model_id,
-        task=task,
-        class_names=names,
-        input_size=input_size,
-        resize=resize,
-        pad_value=pad_value,
-        preprocessing=_steps(preprocessing),
-        multilabel=bool(environment.get("MULTICLASS", False)),
-        colors={**(env_colors if isinstance(env_colors, Mapping) else {}), **(colors or {})},
-        model_type=model_type,
-        family=family,
-        source=source,
-    )
+    try:
+        return ModelManifest(
+            model_id=model_id,
+            task=task,
+            class_names=names,
+            input_size=input_size,
+            resize=resize,
+            pad_value=pad_value,
+            preprocessing=_steps(preprocessing),
+            multilabel=bool(environment.get("MULTICLASS", False)),
+            colors={**(env_colors if isinstance(env_colors, Mapping) else {}), **(colors or {})},
+            model_type=model_type,
+            family=family,
+            source=source,
+        )
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors()[:3])
+        raise ModelPackageError(f"environment.json: {problems}") from None
 
 
 def read_class_names(path: Path) -> list[str]:

@@ -6,8 +6,10 @@ Layout::
     models/<project>/<version>/manifest.json    task, class names, input size, resize mode (ModelManifest)
     models/_/<name>/...                         a one-segment id (no segment of an id starts with '_')
 
-A model is written into a staging folder and renamed into place, so readers never see half a model. Staging left
-by a process that died (kill -9 mid-download) is removed at start-up, and the store keeps to a size quota.
+A model is written into a staging folder and renamed into place, so readers never see half a model. Writers of a
+model hold its lock (a file under `.staging/locks`, shared by every process) and name their staging after it, so
+what a process that died left (kill -9 mid-download or mid-`models add`) is removed when that model is next
+written or loaded, and at start-up once untouched for a while. The store keeps to a size quota.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from visionserve.errors import InsufficientStorageError, ModelPackageError
@@ -31,6 +35,7 @@ from visionserve.models.manifest import MANIFEST_FILE, WEIGHTS_FILE, ModelManife
 _STAGING = ".staging"
 _LOCKS = "locks"
 _SINGLE_SEGMENT = "_"
+_OWNED_BY = "+"  # never in an id: staging `<model key>+<random>` belongs to that model
 MAX_LOCK_NAME = 200  # file names stop at 255 bytes; longer ids are hashed
 STALE_STAGING_S = 600.0  # staging untouched this long belongs to no live download (downloads write steadily)
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -52,6 +57,16 @@ def _last_touched(path: Path) -> float:
     return max((item.stat().st_mtime for item in _files(path)), default=path.stat().st_mtime)
 
 
+def _model_key(model_id: str) -> str:
+    """A file name for the model's lock and staging."""
+    name = validate_model_id(model_id).replace("/", "__")
+    return hashlib.sha256(name.encode()).hexdigest() if len(name) > MAX_LOCK_NAME else name
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
 class ModelStore:
     def __init__(self, root: Path, max_bytes: int | None = None) -> None:
         self.root = root
@@ -70,7 +85,7 @@ class ModelStore:
             except FileNotFoundError:
                 continue  # finished meanwhile
             if stale:
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                _remove(entry)
                 removed.append(entry)
         return removed
 
@@ -103,7 +118,11 @@ class ModelStore:
         weights = directory / manifest.weights_file
         if not weights.is_file():
             raise ModelPackageError(f"{weights} is missing")
+        self.tidy(model_id)
         return ModelPackage(manifest=manifest, weights_path=weights)
+
+    def ids(self) -> list[str]:
+        return [manifest.model_id for manifest in self.list()]
 
     def list(self) -> list[ModelManifest]:
         manifests = []
@@ -116,20 +135,58 @@ class ModelStore:
                 continue
         return manifests
 
-    def staging_directory(self) -> Path:
-        """A fresh folder on the store's file system, for downloads that will be moved in."""
-        staging = self.root / _STAGING / uuid.uuid4().hex
+    def staging_directory(self, model_id: str | None = None) -> Path:
+        """A fresh folder on the store's file system, for files that will be moved in; named after the model
+        whose lock its writer holds, when given."""
+        name = uuid.uuid4().hex
+        staging = self.root / _STAGING / (f"{_model_key(model_id)}{_OWNED_BY}{name}" if model_id else name)
         staging.mkdir(parents=True)
         return staging
 
     def lock_path(self, model_id: str) -> Path:
         """A lock file per model id, so several server processes download a model once."""
-        locks = self.root / _STAGING / _LOCKS
-        locks.mkdir(parents=True, exist_ok=True)
-        name = validate_model_id(model_id).replace("/", "__")
-        if len(name) > MAX_LOCK_NAME:
-            name = hashlib.sha256(name.encode()).hexdigest()
-        return locks / (name + ".lock")
+        path = self._lock_file(model_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _lock_file(self, model_id: str) -> Path:
+        return self.root / _STAGING / _LOCKS / (_model_key(model_id) + ".lock")
+
+    @contextmanager
+    def locked(self, model_id: str, timeout_s: float = -1) -> Iterator[None]:
+        """Hold the model's lock (filelock's Timeout after `timeout_s`; -1 waits). The lock file is removed
+        before release: a process waiting on it then finds it unlinked and takes a fresh one (filelock checks)."""
+        path = self.lock_path(model_id)
+        with FileLock(path, timeout=timeout_s):
+            try:
+                yield
+            finally:
+                path.unlink(missing_ok=True)
+
+    def leftovers(self, model_id: str) -> list[Path]:
+        """The model's staging folders: a live writer's, or (to whoever holds the lock) what a dead one left."""
+        staging = self.root / _STAGING
+        return sorted(staging.glob(f"{_model_key(model_id)}{_OWNED_BY}*")) if staging.is_dir() else []
+
+    def has_partial_download(self, model_id: str) -> bool:
+        """Whether a download of the model began and never finished: the weights API had it."""
+        return any(any(folder.glob("*.partial")) for folder in self.leftovers(model_id))
+
+    def discard_leftovers(self, model_id: str) -> None:
+        """Remove the model's staging; only for the holder of the model's lock, who is its only live writer."""
+        for folder in self.leftovers(model_id):
+            _remove(folder)
+
+    def tidy(self, model_id: str) -> None:
+        """Remove what a killed writer of the model left (staging, lock file), unless a live process holds
+        the model's lock now: then the staging is that process's."""
+        if not self.leftovers(model_id) and not self._lock_file(model_id).exists():
+            return
+        try:
+            with self.locked(model_id, timeout_s=0):
+                self.discard_leftovers(model_id)
+        except Timeout:
+            pass
 
     def add(
         self,
@@ -140,12 +197,13 @@ class ModelStore:
         extra_files: Mapping[str, bytes] | None = None,
     ) -> ModelPackage:
         """Put `weights` (copied, or moved when `move`) into the store under `manifest.model_id`, atomically,
-        with `extra_files` (the original package's files, kept for reference) beside them."""
+        with `extra_files` (the original package's files, kept for reference) beside them. The caller holds
+        `locked(manifest.model_id)`."""
         target = self.directory(manifest.model_id)
         if (target / MANIFEST_FILE).exists() and not replace:
             raise FileExistsError(f"model {manifest.model_id} is already in the store")
         self._check_quota(weights.stat().st_size + sum(len(content) for content in (extra_files or {}).values()))
-        staging = self.staging_directory()
+        staging = self.staging_directory(manifest.model_id)
         try:
             (shutil.move if move else shutil.copyfile)(weights, staging / WEIGHTS_FILE)
             for name, content in (extra_files or {}).items():

@@ -34,6 +34,8 @@ import orjson
 from visionserve import __version__
 from visionserve.errors import InsufficientStorageError, ModelNotFoundError, VisionServeError
 from visionserve.http_deadline import deadline, deadline_transport
+from visionserve.models.manifest import WEIGHTS_FILE
+from visionserve.models.roboflow import ENVIRONMENT_FILE
 from visionserve.netpolicy import DestinationRefused, UnresolvableHost, checked_address
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,15 @@ class WeightsApiForbidden(VisionServeError):
 class WeightsApiUnavailable(VisionServeError):
     status_code = 503
     headers = {"Retry-After": "5"}
+
+
+class WeightsApiUnreachable(WeightsApiUnavailable):
+    """No connection to the API at all (refused, no route, no DNS): it cannot say whether a model exists, so
+    an id no local source has is answered as not found rather than as an outage."""
+
+    def __init__(self, message: str, api_url: str) -> None:
+        super().__init__(message)
+        self.api_url = api_url
 
 
 class WeightsApiTimeout(VisionServeError):
@@ -192,15 +203,15 @@ class WeightsApi:
             project, version = model_id.split("/")
             params = {**auth, "nocache": "true", "device": socket.gethostname(), "dynamic": "true"}
             payload = self._get_json(f"{self.base_url}/ort/{project}/{version}", params, model_id)
-            return self._from_ort(payload, model_id)
+            return self._from_ort(payload)
         payload = self._get_json(f"{self.base_url}/getWeights", {**auth, "model": model_id}, model_id)
         return self._from_get_weights(payload)
 
-    def _from_ort(self, payload: Mapping[str, Any], model_id: str) -> RemoteModel:
+    def _from_ort(self, payload: Mapping[str, Any]) -> RemoteModel:
         ort = payload.get("ort")
         if not isinstance(ort, Mapping) or not ort.get("model") or not ort.get("environment"):
             raise WeightsApiBadResponse("The weights API answered without the model's files (ort.model, ort.environment).")
-        environment = self._get_json(str(ort["environment"]), {}, model_id)
+        environment = self._get_json(str(ort["environment"]), {}, file=ENVIRONMENT_FILE)
         return RemoteModel(
             task_type=_text(ort.get("type"), "type") or "object-detection",
             model_type=_text(ort.get("modelType"), "modelType"),
@@ -226,17 +237,23 @@ class WeightsApi:
             colors=_colors(payload.get("colors")),
         )
 
-    def _get_json(self, url: str, params: Mapping[str, str], model_id: str) -> Mapping[str, Any]:
+    def _get_json(
+        self, url: str, params: Mapping[str, str], model_id: str | None = None, file: str | None = None
+    ) -> Mapping[str, Any]:
+        """A model's description (`model_id`: a 404 means no such model) or a package `file` (a 404 means the
+        package is broken)."""
+        what = file or "model description"
+
         def attempt() -> Mapping[str, Any]:
             with self._client.stream("GET", url, params=params) as response:
-                self._raise_for_status(response, model_id)
-                body = self._read_capped(response, self.limits.max_json_bytes, "JSON reply")
+                self._raise_for_status(response, model_id, file)
+                body = self._read_capped(response, self.limits.max_json_bytes, what)
             try:
                 payload = orjson.loads(body)
             except orjson.JSONDecodeError:
-                raise WeightsApiBadResponse("The weights API answered with something that is not JSON.") from None
+                raise WeightsApiBadResponse(f"The weights API answered a {what} that is not JSON.") from None
             if not isinstance(payload, Mapping):
-                raise WeightsApiBadResponse("The weights API answered with JSON that is not an object.")
+                raise WeightsApiBadResponse(f"The weights API answered a {what} that is not a JSON object.")
             return payload
 
         with deadline(self.timeout_s):  # all attempts together; no sleeping in a request's worker
@@ -255,7 +272,7 @@ class WeightsApi:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _raise_for_status(self, response: httpx.Response, model_id: str) -> None:
+    def _raise_for_status(self, response: httpx.Response, model_id: str | None, file: str | None = None) -> None:
         status = response.status_code
         if status < 400:
             return
@@ -263,8 +280,10 @@ class WeightsApi:
             raise WeightsApiKeyRejected()
         if status == 403:
             raise WeightsApiForbidden()
-        if status == 404:
+        if status == 404 and model_id is not None:
             raise ModelNotFoundError(model_id)
+        if status == 404:
+            raise WeightsApiBadResponse(f"The model's {file} is missing at the weights API (HTTP 404).")
         if status == 429 or status >= 500:
             raise _Transient(f"HTTP {status}")
         raise WeightsApiBadResponse(f"The weights API refused the request with HTTP {status}.")
@@ -280,6 +299,10 @@ class WeightsApi:
                 failure: Exception = WeightsApiTimeout(
                     f"Timeout when attempting to reach the weights API at {self.base_url} ({self.timeout_s:g} s)."
                 )
+            except httpx.ConnectError as error:
+                failure = WeightsApiUnreachable(
+                    f"Could not reach the weights API at {self.base_url} ({error}); retry later.", self.base_url
+                )
             except (httpx.TransportError, _Transient) as error:
                 failure = WeightsApiUnavailable(
                     f"Could not reach the weights API at {self.base_url} ({error or type(error).__name__}); "
@@ -292,12 +315,16 @@ class WeightsApi:
     # --- downloads ---
 
     def download(self, url: str, destination: Path, progress: Progress | None = None) -> None:
-        """Fetch `url` into `destination` atomically, resuming after transient failures."""
+        """Fetch `url` into `destination` atomically, resuming after transient failures. The API described the
+        model, so a connection failure here is an outage (503), never a sign that the model does not exist."""
         partial = destination.with_name(destination.name + ".partial")
         expected_md5: list[bytes | None] = [None]
         try:
             with deadline(self.limits.download_timeout_s):
-                self._with_retries(lambda: self._download_once(url, partial, expected_md5, progress))
+                try:
+                    self._with_retries(lambda: self._download_once(url, partial, expected_md5, progress))
+                except WeightsApiUnreachable as error:
+                    raise WeightsApiUnavailable(error.message) from None
             if expected_md5[0] is not None and _md5_of(partial) != expected_md5[0]:
                 raise WeightsApiBadResponse("The downloaded weights do not match their announced MD5 checksum.")
             os.replace(partial, destination)
@@ -313,7 +340,7 @@ class WeightsApi:
             if response.status_code == 416:  # nothing left to fetch, or a stale partial file: start over
                 partial.unlink(missing_ok=True)
                 raise _Transient("HTTP 416")
-            self._raise_for_status(response, url)
+            self._raise_for_status(response, None, WEIGHTS_FILE)
             if response.status_code == 200:
                 done = 0  # the server ignored the Range header: the body is the whole file
                 expected_md5[0] = _md5_from_headers(response.headers)
