@@ -22,6 +22,7 @@ from visionserve.api.limits import BodySizeLimit
 from visionserve.api.offline_docs import docs_paths, documented_app
 from visionserve.api.oip.errors import ProtocolErrors
 from visionserve.api.routes import infer, legacy, models, oip, playground, service
+from visionserve.api.security_headers import NoSniff
 from visionserve.api.state import ServerState
 from visionserve.config import Settings
 
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(ProtocolErrors)  # /v2 errors as {"error"}, access control's and the body limit's too
     app.add_middleware(RequestContext, metrics=state.metrics, json_logs=settings.log_json)
+    app.add_middleware(NoSniff)  # outermost: every answer, the other middlewares' refusals too
     app.include_router(service.router)
     app.include_router(infer.router)
     app.include_router(oip.router)  # before legacy: /v2/{endpoint} must not reach it

@@ -1,4 +1,5 @@
-"""Models that ship with the installation, so a fresh server can answer with no network and no key."""
+"""Models that ship with the installation, so a fresh server can answer with no network and no key: a neutral
+shapes detector the project trains itself, and a pretrained detector from a dependency's wheel."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from visionserve.models.loader import open_session
 from visionserve.models.manifest import ModelManifest, ModelPackage
 from visionserve.runtime.onnx_model import RuntimeOptions
 
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
 
 def _package_file(package: str, name: str) -> Path | None:
     """A data file inside an installed package, found without importing the package."""
@@ -23,15 +26,22 @@ def _package_file(package: str, name: str) -> Path | None:
     return None
 
 
+def _shapes_detector() -> Path:
+    """tests/fixtures/models/shapes-detect.onnx (tools/make_fixtures.py: YOLOv8 detect, 160×160, circle, square
+    and triangle), copied into the package: small, and nothing in it a demo has to explain away."""
+    return ASSETS_DIR / "shapes-detect.onnx"
+
+
 def _nudenet_detector() -> Path | None:
     """The Ultralytics YOLOv8n export (320×320, 18 classes) inside the `nudenet` wheel."""
     return _package_file("nudenet", "320n.onnx")
 
 
 BUILTIN_WEIGHTS: dict[str, Callable[[], Path | None]] = {
+    "shapes/1": _shapes_detector,
     "nudenet/1": _nudenet_detector,
 }
-DEFAULT_MODEL_ID = "nudenet/1"
+NEUTRAL_MODEL_ID = "shapes/1"  # what the playground offers first
 
 
 class BuiltinModels:

@@ -4,10 +4,15 @@
 
 const PALETTE = ["#4892EA", "#00EEC3", "#FE4EF0", "#F4004E", "#FA7200", "#EEEE17", "#90FF00", "#78C1D2", "#8C29FF"];
 const SVG = "http://www.w3.org/2000/svg";
-const KEY_STORAGE = "visionserve-api-key";
+const KEY_STORAGE = "visionserve-api-key"; // sessionStorage: this tab only, gone when it closes
+const LAST_MODEL_STORAGE = "visionserve-last-model"; // localStorage: the model chosen last, on this browser
+const LABEL_PX = 13; // label text height on screen, in CSS pixels, whatever the image's size
+const SHORT_CLASS_LIST = 10; // class lists up to this long show open under the model list; longer ones on a click
 
 const $ = (id) => document.getElementById(id);
 let image = null; // {type, value} of the image to send
+let catalog = new Map(); // model id → its catalog entry (class names stay here, not in the page)
+let shown = null; // the last answer drawn, redrawn when the displayed image changes size
 
 function authHeaders() {
   const key = sessionStorage.getItem(KEY_STORAGE);
@@ -35,6 +40,15 @@ function askForKey(message) {
   $("api-key").focus();
 }
 
+function useKey(key) {
+  if (key) sessionStorage.setItem(KEY_STORAGE, key);
+  else sessionStorage.removeItem(KEY_STORAGE);
+  $("forget-key").hidden = !key;
+  if (key) $("key-form").hidden = true;
+  $("api-key").value = "";
+  loadModels();
+}
+
 function showError(message) {
   $("error").textContent = message;
   $("error").hidden = !message;
@@ -42,32 +56,51 @@ function showError(message) {
 
 async function loadModels() {
   const select = $("model");
+  select.replaceChildren();
+  catalog = new Map();
+  showModel();
   try {
     const { body } = await api("/model/catalog");
+    catalog = new Map(body.models.map((model) => [model.model_id, model]));
+    // Names only: the task, source and classes of the chosen model show below the list.
     select.replaceChildren(
-      ...body.models.map((model) => {
-        const option = new Option(`${model.model_id} · ${model.task_type} (${model.loaded ? "loaded" : model.source})`, model.model_id);
-        option.dataset.path = model.infer_path;
-        option.dataset.task = model.task_type;
-        return option;
-      }),
+      ...body.models.map((model) => new Option(model.source === "memory" ? `${model.model_id} (memory only)` : model.model_id, model.model_id)),
     );
+    select.value = firstChoice(body);
     if (!body.models.length) showError("No models yet: add one with `visionserve models add`.");
     else showError("");
-    showTaskOptions();
+    showModel();
   } catch (error) {
     showError(`Could not list the models. ${error.message}`);
   }
 }
 
-function selectedModel() {
-  return $("model").selectedOptions[0];
+// The model chosen last, else the server's neutral built-in one, else any that is still stored.
+function firstChoice(body) {
+  const candidates = [localStorage.getItem(LAST_MODEL_STORAGE), body.default_model_id];
+  const kept = body.models.find((model) => model.source !== "memory") || body.models[0];
+  return candidates.find((id) => catalog.has(id)) || kept?.model_id || "";
 }
 
-function showTaskOptions() {
-  const task = selectedModel()?.dataset.task;
+function selectedModel() {
+  return catalog.get($("model").value);
+}
+
+function showModel() {
+  const model = selectedModel();
+  const info = [];
+  if (model) {
+    const line = (text) => Object.assign(document.createElement("span"), { textContent: text });
+    info.push(line(`${model.task_type} · ${model.source}${model.loaded ? " · loaded" : ""}`));
+    if (model.source === "memory") info.push(line("Memory only: removed from the store, this server holds it until it restarts."));
+    const classes = Object.assign(document.createElement("details"), { open: model.class_names.length <= SHORT_CLASS_LIST });
+    classes.append(Object.assign(document.createElement("summary"), { textContent: `${model.class_names.length} classes` }));
+    classes.append(line(model.class_names.join(", ")));
+    info.push(classes);
+  }
+  $("model-info").replaceChildren(...info);
   for (const element of document.querySelectorAll("[data-tasks]")) {
-    element.toggleAttribute("data-hidden-by-task", !element.dataset.tasks.split(" ").includes(task));
+    element.toggleAttribute("data-hidden-by-task", !element.dataset.tasks.split(" ").includes(model?.task_type));
   }
 }
 
@@ -75,7 +108,9 @@ function useFile(file) {
   if (!file) return;
   const reader = new FileReader();
   reader.onload = () => {
-    image = { type: "base64", value: reader.result }; // a data: URL, which the server accepts as base64
+    // The base64 after the data: URL's comma: the server reads the bytes whatever type the browser guessed.
+    const comma = reader.result.indexOf(",");
+    image = { type: "base64", value: comma < 0 ? "" : reader.result.slice(comma + 1) };
     $("preview").src = reader.result;
     $("drop-text").textContent = file.name;
     $("url").value = "";
@@ -85,22 +120,24 @@ function useFile(file) {
 }
 
 function clearResult() {
+  shown = null;
   $("overlay").replaceChildren();
   $("json").textContent = "";
+  $("summary").textContent = "";
   $("timings").replaceChildren();
   showError("");
 }
 
 function requestBody(model) {
-  const body = { model_id: model.value, image, confidence: Number($("confidence").value) };
-  if (model.dataset.task !== "classification") {
+  const body = { model_id: model.model_id, image, confidence: Number($("confidence").value) };
+  if (model.task_type !== "classification") {
     body.iou_threshold = Number($("iou").value);
     body.max_detections = Number($("max-detections").value);
     body.class_agnostic_nms = $("agnostic").checked;
     const classes = $("class-filter").value.split(",").map((name) => name.trim()).filter(Boolean);
     if (classes.length) body.class_filter = classes;
   }
-  if (model.dataset.task === "keypoint-detection") body.keypoint_confidence = Number($("keypoint-confidence").value);
+  if (model.task_type === "keypoint-detection") body.keypoint_confidence = Number($("keypoint-confidence").value);
   return body;
 }
 
@@ -116,21 +153,47 @@ async function run(event) {
   if (!image) return showError("Choose, drop or link an image first.");
   clearResult();
   $("run").disabled = true;
+  const request = requestBody(model);
   const started = performance.now();
   try {
-    const { body, response } = await api(model.dataset.path, {
+    const { body, response } = await api(model.infer_path, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(requestBody(model)),
+      body: JSON.stringify(request),
     });
     const roundTrip = performance.now() - started;
     $("json").textContent = JSON.stringify(body, null, 2);
+    $("summary").textContent = summary(body, request);
     showTimings(body, roundTrip, response.headers.get("X-Request-ID"));
+    shown = body;
     draw(body);
   } catch (error) {
     showError(error.message);
   } finally {
     $("run").disabled = false;
+    revealResult();
+  }
+}
+
+// What the answer found, in words; an empty one says which setting held everything back.
+function summary(result, request) {
+  const above = `above confidence ${request.confidence.toFixed(2)}`;
+  if ("top" in result || !Array.isArray(result.predictions)) { // single- or multi-label classification
+    const classes = "top" in result ? [result.top].filter(Boolean) : result.predicted_classes;
+    return classes.length ? classes.join(", ") : `No class ${above}: lower the confidence under Options.`;
+  }
+  const found = result.predictions.length;
+  if (found) return `${found} prediction${found === 1 ? "" : "s"}`;
+  const among = request.class_filter ? ` among ${request.class_filter.join(", ")}` : "";
+  return `No predictions ${above}${among}: lower the confidence under Options.`;
+}
+
+// On a phone the result sits below the form: bring it up once there is something to see.
+function revealResult() {
+  const top = $("result").getBoundingClientRect().top;
+  if (top < 0 || top > innerHeight / 2) {
+    const motion = matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth";
+    $("result").scrollIntoView({ behavior: motion, block: "start" });
   }
 }
 
@@ -161,27 +224,33 @@ function colour(classId) {
   return PALETTE[(Number.isInteger(classId) ? classId : 0) % PALETTE.length];
 }
 
-// Everything is drawn in the image's own pixels (the SVG's viewBox), so the JSON's coordinates are used as is.
+// Everything is drawn in the image's own pixels (the SVG's viewBox), so the JSON's coordinates are used as is;
+// line widths and text sizes are scaled by the image pixels per CSS pixel, to look the same on any photo.
 function draw(result) {
   const { width, height } = result.image;
   const overlay = $("overlay");
   overlay.setAttribute("viewBox", `0 0 ${width} ${height}`);
   overlay.setAttribute("preserveAspectRatio", "none");
-  const unit = Math.max(width, height) / 400; // line and text sizes that stay readable at any image size
+  const unit = width / ($("preview").getBoundingClientRect().width || width);
+  const size = LABEL_PX * unit;
   const label = (text, x, y, fill) =>
-    Object.assign(element("text", { x, y, fill, "font-size": 11 * unit, "stroke-width": 3 * unit }), { textContent: text });
+    Object.assign(element("text", { x, y, fill, "font-size": size, "stroke-width": 3 * unit }), { textContent: text });
   const shapes = [];
   if ("top" in result) {
-    shapes.push(label(`${result.top || "no class above the threshold"} ${result.confidence.toFixed(2)}`, 4 * unit, 14 * unit, PALETTE[0]));
+    shapes.push(label(`${result.top || "no class above the threshold"} ${result.confidence.toFixed(2)}`, 4 * unit, 4 * unit + size, PALETTE[0]));
   } else if (!Array.isArray(result.predictions)) {
-    shapes.push(label(result.predicted_classes.join(", ") || "no class above the threshold", 4 * unit, 14 * unit, PALETTE[0]));
+    shapes.push(label(result.predicted_classes.join(", ") || "no class above the threshold", 4 * unit, 4 * unit + size, PALETTE[0]));
   } else {
-    for (const prediction of result.predictions) shapes.push(...drawObject(prediction, unit, label));
+    for (const prediction of result.predictions) shapes.push(...drawObject(prediction, unit, size, label));
   }
   overlay.replaceChildren(...shapes);
+  for (const text of overlay.querySelectorAll("text")) { // a label near the right edge moves left, inside the image
+    const x = Number(text.getAttribute("x"));
+    text.setAttribute("x", Math.max(0, Math.min(x, width - text.getComputedTextLength() - unit)));
+  }
 }
 
-function drawObject(prediction, unit, label) {
+function drawObject(prediction, unit, size, label) {
   const stroke = colour(prediction.class_id);
   const common = { stroke, "stroke-width": 2 * unit, fill: "none", "data-class": prediction.class };
   const shapes = [];
@@ -195,7 +264,7 @@ function drawObject(prediction, unit, label) {
   if (!("angle" in prediction)) {
     shapes.push(element("rect", { ...common, class: "box", x: left, y: top, width: prediction.width, height: prediction.height }));
   }
-  shapes.push(label(`${prediction.class} ${prediction.confidence.toFixed(2)}`, left, Math.max(top - 3 * unit, 11 * unit), stroke));
+  shapes.push(label(`${prediction.class} ${prediction.confidence.toFixed(2)}`, left, Math.max(top - 4 * unit, size), stroke));
   for (const keypoint of prediction.keypoints || []) { // drawn last: no label hides them
     // Each keypoint in its own colour (apex, left, right...), ringed in white to stand out on any background.
     const fill = colour(keypoint.class_id + 1);
@@ -231,13 +300,16 @@ function setUpSliders() {
 document.addEventListener("DOMContentLoaded", () => {
   setUpDropZone();
   setUpSliders();
-  $("model").addEventListener("change", showTaskOptions);
+  $("model").addEventListener("change", () => {
+    localStorage.setItem(LAST_MODEL_STORAGE, $("model").value);
+    showModel();
+  });
   $("infer-form").addEventListener("submit", run);
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    sessionStorage.setItem(KEY_STORAGE, $("api-key").value.trim());
-    $("key-form").hidden = true;
-    loadModels();
+    useKey($("api-key").value.trim());
   });
-  loadModels();
+  $("forget-key").addEventListener("click", () => useKey(""));
+  new ResizeObserver(() => shown && draw(shown)).observe($("preview"));
+  useKey(sessionStorage.getItem(KEY_STORAGE));
 });

@@ -15,7 +15,7 @@ from visionserve.api.routes.infer import ERROR_RESPONSES, TASK_PATHS
 from visionserve.api.state import ServerState, get_state
 from visionserve.errors import VisionServeError
 from visionserve.models.aliases import resolve_alias
-from visionserve.models.builtin import BuiltinModels
+from visionserve.models.builtin import NEUTRAL_MODEL_ID, BuiltinModels
 from visionserve.models.ids import validate_model_id
 from visionserve.models.loader import LoadedModel
 
@@ -80,6 +80,7 @@ class CatalogEntry(BaseModel):
 
 class ModelCatalog(BaseModel):
     models: list[CatalogEntry]
+    default_model_id: str | None = Field(description="The built-in model a new user starts with, when present.")
 
 
 def describe(model: LoadedModel) -> ModelDescription:
@@ -112,6 +113,7 @@ def catalog(state: ServerState) -> ModelCatalog:
     for model_id, manifest in loaded.items():
         sources.setdefault(model_id, (manifest, "memory"))
     return ModelCatalog(
+        default_model_id=NEUTRAL_MODEL_ID if NEUTRAL_MODEL_ID in sources else None,
         models=[
             CatalogEntry(
                 model_id=model_id,
@@ -122,7 +124,7 @@ def catalog(state: ServerState) -> ModelCatalog:
                 loaded=model_id in loaded,
             )
             for model_id, (manifest, source) in sorted(sources.items())
-        ]
+        ],
     )
 
 
