@@ -76,8 +76,9 @@ rfdetr-fixtures: $(RFDETR_FIXTURES)/done
 $(RFDETR_FIXTURES)/done: | $(RFDETR_STAMP)
 	$(RFDETR_VENV)/bin/python tools/make_rfdetr_fixtures.py $(RFDETR_FIXTURES)
 
+# `server status` lists the server as started by `make serve`.
 serve: $(STAMP)
-	$(BIN)/visionserve serve $(ARGS)
+	VISIONSERVE_STARTED_BY='make serve' $(BIN)/visionserve serve $(ARGS)
 
 test: $(TEST_STAMP) $(SDK_STAMP) $(RFDETR_FIXTURES)/done
 	VISIONSERVE_RFDETR_FIXTURES=$(RFDETR_FIXTURES) $(BIN)/python -m pytest $(PYTEST_ARGS)

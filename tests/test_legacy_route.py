@@ -170,3 +170,16 @@ def test_a_path_that_is_not_a_model_id_is_400(client: httpx.Client) -> None:
 def test_other_routes_are_not_shadowed(client: httpx.Client) -> None:
     assert client.get("/docs").status_code == 200
     assert client.post("/infer/object_detection", json={}).status_code == 422  # still the JSON route
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("GET", "/infer/object_detection", "POST"), ("GET", "/model/add", "POST"), ("POST", "/model/registry", "GET")],
+)
+def test_a_wrong_method_on_a_two_segment_route_is_405(client: httpx.Client, method: str, path: str,
+                                                      allowed: str) -> None:  # fmt: skip
+    """The legacy `/{project}/{version}` route takes GET and POST, but never answers for the server's own routes."""
+    response = client.request(method, path)
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == allowed
+    assert response.json()["message"] == f"{method} is not allowed on {path}; it takes {allowed}."

@@ -1,6 +1,8 @@
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -29,7 +31,7 @@ class CountingLoader:
         time.sleep(self.delay)
         if model_id in self.fail:
             raise ModelPackageError("boom")
-        return object()
+        return SimpleNamespace(package=package)
 
 
 def manager(loader: CountingLoader, max_active: int = 8) -> ModelManager:
@@ -93,4 +95,32 @@ def test_unknown_model_is_not_found_and_remove_clear_work() -> None:
     assert models.remove("a/1") and not models.remove("a/1")
     models.get("b/1")
     models.clear()
+    assert models.loaded() == []
+
+
+
+class StoreSource:
+    """Packages whose weights are files in a folder, as the model store's are."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def find(self, model_id: str, api_key: str | None = None) -> ModelPackage | None:
+        weights = self.folder / model_id.replace("/", "_")
+        if not weights.exists():
+            return None
+        manifest = ModelManifest(model_id=model_id, task=Task.OBJECT_DETECTION, class_names=["a"])
+        return ModelPackage(manifest=manifest, weights_path=weights)
+
+
+def test_a_model_removed_from_the_store_leaves_memory_at_its_next_use(tmp_path: Path) -> None:
+    """Another process (`visionserve models remove`, a sibling worker) removed it: this one must not keep serving it."""
+    (tmp_path / "p_1").write_bytes(b"onnx")
+    loader = CountingLoader()
+    models = ModelManager(ModelResolver([StoreSource(tmp_path)]), loader, 8)  # type: ignore[arg-type]
+    models.pin("p/1")
+    assert models.get("p/1") is models.get("p/1") and loader.calls == ["p/1"]
+    (tmp_path / "p_1").unlink()
+    with pytest.raises(ModelNotFoundError):
+        models.get("p/1")
     assert models.loaded() == []

@@ -30,6 +30,19 @@ def port_taken(host: str, port: int) -> bool:
     return False
 
 
+def port_in_use_message(host: str, port: int) -> str:
+    return (
+        f"{host}:{port} is already in use: another process listens there. Stop it, or choose another port (--port "
+        "or VISIONSERVE_PORT)."
+    )
+
+
+def reachable_url(host: str, port: int) -> str:
+    """Where a server bound to host:port is reached from this machine (a wildcard bind answers on loopback)."""
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def listens_on(pid: int, port: int) -> bool | None:
     """Whether process `pid` holds a listening TCP socket on `port`; None where /proc cannot tell (not Linux)."""
     inodes = set()
@@ -76,19 +89,14 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        """Where to reach it from this machine (a wildcard bind answers on loopback)."""
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        return reachable_url(self.host, self.port)
 
     def start(self, timeout_s: float = 60.0) -> ServerProcess:
         """Start the server and return once it answers 200 on `/readiness`; raise with the log if it does not.
 
         The answer must come from this process: another server already on the port is an error, not a start."""
         if port_taken(self.host, self.port):
-            raise RuntimeError(
-                f"{self.host}:{self.port} is already in use: another process listens there. Stop it, or choose "
-                "another port (--port or VISIONSERVE_PORT)."
-            )
+            raise RuntimeError(port_in_use_message(self.host, self.port))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import typer
 
 from visionserve.cli import benchmark, models, ray_serve, server
+from visionserve.cli.common import env_prefix
 from visionserve.cli.infer import infer
 from visionserve.cli.serve import serve
 
 app = typer.Typer(help="Self-hosted inference server for computer-vision models.", no_args_is_help=True)
-app.command()(serve)
-app.command()(infer)
+app.command(context_settings=env_prefix("serve"))(serve)
+app.command(context_settings=env_prefix("infer"))(infer)
 app.add_typer(server.app, name="server")
 app.add_typer(models.app, name="models")
 app.add_typer(benchmark.app, name="benchmark")

@@ -11,24 +11,29 @@ import typer
 from rich.table import Table
 
 from visionserve.cli.client_options import ApiKeyOption, ApiUrlOption, server_url
-from visionserve.cli.common import console, fail
+from visionserve.cli.common import Shown, console, env_prefix, fail
 from visionserve.loadtest import http_load
 from visionserve.sdk import HTTPClientError, InferenceHTTPClient
 from visionserve.sdk.client import TASK_ROUTES
 
-app = typer.Typer(help="Measure a running server.", no_args_is_help=True)
+app = typer.Typer(help="Measure a running server.", no_args_is_help=True, context_settings=env_prefix("benchmark"))
 DEFAULT_IMAGE = Path(__file__).parent.parent / "assets" / "astronaut.jpg"
 
 
 @app.command("api-speed")
 def api_speed(
+    *,
     model: Annotated[str, typer.Option("--model", help="Model id, e.g. nudenet/1.")],
     concurrency: Annotated[int, typer.Option(min=1, help="Clients sending at the same time.")] = 4,
     requests: Annotated[int, typer.Option(min=1, help="Requests in all.")] = 200,
-    image: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Photo to send.")] = DEFAULT_IMAGE,
+    image: Annotated[
+        Path,
+        typer.Option(exists=True, dir_okay=False, help="Photo to send.",
+                     default_factory=Shown("the bundled astronaut.jpg", DEFAULT_IMAGE)),
+    ],  # fmt: skip
     batch: Annotated[int, typer.Option(min=1, help="Images per request.")] = 1,
-    api_url: ApiUrlOption = None,
-    api_key: ApiKeyOption = None,
+    api_url: ApiUrlOption,
+    api_key: ApiKeyOption,
 ) -> None:
     """Send REQUESTS requests from CONCURRENCY clients; print throughput, latency percentiles and errors."""
     url = server_url(api_url)

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.progress import track
 from rich.table import Table
 
 from visionserve.cli.client_options import ApiKeyOption, ApiUrlOption, server_url
-from visionserve.cli.common import console, errors, fail
+from visionserve.cli.common import OFF, Shown, console, errors, fail
 from visionserve.sdk import HTTPClientError, InferenceConfiguration, InferenceHTTPClient
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -64,18 +65,28 @@ def _report(name: str, result: dict[str, Any]) -> Table | str:
 
 def infer(
     target: Annotated[str, typer.Argument(help="An image file, an http(s) URL, or a folder of images.")],
+    *,
     model: Annotated[str, typer.Option("--model", help="Model id, e.g. nudenet/1.")],
-    confidence: Annotated[float | None, typer.Option(help="Minimum confidence.")] = None,
-    visualize: Annotated[Path | None, typer.Option(help="Write annotated images into this folder.")] = None,
+    confidence: Annotated[
+        float | None, typer.Option(help="Minimum confidence.", default_factory=Shown("the server's, 0.4"))
+    ],
+    visualize: Annotated[
+        Path | None, typer.Option(help="Write annotated images into this folder.", default_factory=Shown("none"))
+    ],
     labels: Annotated[
         bool, typer.Option("--labels/--no-labels", help="Write class names and confidences on annotated images.")
     ] = True,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the server's JSON instead of tables.")] = False,
-    api_url: ApiUrlOption = None,
-    api_key: ApiKeyOption = None,
+    json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the server's JSON instead of tables (for a folder: one object, image → "
+                     "answer).", default_factory=OFF),
+    ],  # fmt: skip
+    api_url: ApiUrlOption,
+    api_key: ApiKeyOption,
 ) -> None:
     """Run a model on images through a running server and print the predictions. An image that fails is
-    reported and skipped; the command exits 1 at the end if any did."""
+    reported and skipped; the command exits 1 at the end if any did. Only predictions go to stdout: progress,
+    failures and the summary go to stderr."""
     targets = _targets(target)
     client = InferenceHTTPClient(server_url(api_url), api_key)
     client.configure(
@@ -85,26 +96,28 @@ def infer(
     )
     if visualize is not None:
         visualize.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    steps = track(targets, description="inferring", console=console) if len(targets) > 1 else targets
+    answers: dict[str, Any] = {}
+    steps = track(targets, description="inferring", console=errors) if len(targets) > 1 else targets
     for item in steps:
         try:
             result = client.infer(item, model_id=model)
         except (HTTPClientError, ValueError, OSError) as error:
-            failures += 1
-            errors.print(f"[red]failed:[/red] {item}: {error}", highlight=False)
+            errors.print(f"[red]failed:[/red] {escape(item)}: {escape(str(error))}", highlight=False)
             continue
         assert isinstance(result, dict)
         name = Path(item).name or item
         if visualize is not None:
             (visualize / (Path(name).stem + ".jpg")).write_bytes(base64.b64decode(result.pop("visualization")))
-        if json_output:
-            console.out(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode(), highlight=False)
-        else:
+        answers[item] = result
+        if not json:
             console.print(_report(name, result))
+    if json and (answers or Path(target).is_dir()):
+        document = answers if Path(target).is_dir() else answers[target]
+        console.out(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode(), highlight=False)
     if visualize is not None:
-        console.print(f"annotated images written to {visualize}")
+        errors.print(f"annotated images written to {escape(str(visualize))}", highlight=False)
+    failures = len(targets) - len(answers)
     if len(targets) > 1:
-        console.print(f"{len(targets) - failures} ok, {failures} failed")
+        errors.print(f"{len(answers)} ok, {failures} failed")
     if failures:
         raise typer.Exit(code=1)

@@ -6,12 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.progress import DownloadColumn, Progress
 from rich.table import Table
 
-from visionserve.cli.common import console, fail
-from visionserve.cli.server import unload_from_running_server
+from visionserve.cli.client_options import ApiKeyOption, bearer
+from visionserve.cli.common import OFF, Shown, console, env_option, env_prefix, fail
+from visionserve.cli.running_servers import RunningServer, running_servers
 from visionserve.config import Settings
 from visionserve.errors import VisionServeError
 from visionserve.models.aliases import resolve_alias
@@ -22,7 +24,12 @@ from visionserve.models.remote import RemoteModels
 from visionserve.models.store import ModelStore
 from visionserve.models.weights_api import WeightsApi
 
-app = typer.Typer(help="Manage the local model store ($VISIONSERVE_HOME/models).", no_args_is_help=True)
+app = typer.Typer(
+    help="Manage the local model store ($VISIONSERVE_HOME/models).", no_args_is_help=True,
+    context_settings=env_prefix("models"),
+)  # fmt: skip
+FROM_MODEL = Shown("read from the model")
+NONE = Shown("none")
 
 
 def _parse_input_size(text: str | None) -> tuple[int, int] | None:
@@ -60,28 +67,42 @@ def _three_floats(text: str, flag: str) -> tuple[float, float, float]:
 @app.command("add")
 def models_add(
     path: Annotated[Path, typer.Argument(exists=True, help="An ONNX file, or a Roboflow package folder.")],
+    *,
     model_id: Annotated[str, typer.Option("--id", help="Id to serve it under, e.g. my-project/3.")],
-    classes: Annotated[str | None, typer.Option(help="Class names, comma-separated, in index order.")] = None,
-    imgsz: Annotated[str | None, typer.Option(help="Input size: 640 or height,width.")] = None,
-    task: Annotated[str | None, typer.Option(help="detect, segment, classify, pose or obb.")] = None,
-    resize: Annotated[ResizeMode | None, typer.Option(help="How images are fitted to the input.")] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Class names, comma-separated, in index order.", default_factory=FROM_MODEL)
+    ],
+    imgsz: Annotated[str | None, typer.Option(help="Input size: 640 or height,width.", default_factory=FROM_MODEL)],
+    task: Annotated[str | None, typer.Option(help="detect, segment, classify, pose or obb.", default_factory=FROM_MODEL)],
+    resize: Annotated[
+        ResizeMode | None,
+        typer.Option(help="How images are fitted to the input.", default_factory=Shown("the family's usual one")),
+    ],
     multilabel: Annotated[
-        bool, typer.Option("--multilabel", help="Classifier with independent scores per class.")
-    ] = False,
+        bool, typer.Option("--multilabel", help="Classifier with independent scores per class.", default_factory=OFF)
+    ],
     family: Annotated[
         str | None,
-        typer.Option(help="Model family when the file cannot tell: yolo (yolov5, yolov8...), yolox, rfdetr, rtdetr."),
-    ] = None,
+        typer.Option(help="Model family when the file cannot tell: yolo (yolov5, yolov8...), yolox, rfdetr, rtdetr.",
+                     default_factory=FROM_MODEL),
+    ],
     normalize: Annotated[
         str | None,
-        typer.Option(help="Input normalisation of a plain classifier: imagenet (torchvision, timm) or none."),
-    ] = None,
-    mean: Annotated[str | None, typer.Option(help="Per-channel R,G,B mean in 0..1 units (with --std).")] = None,
-    std: Annotated[str | None, typer.Option(help="Per-channel R,G,B std in 0..1 units (with --mean).")] = None,
+        typer.Option(help="Input normalisation of a plain classifier: imagenet (torchvision, timm) or none.",
+                     default_factory=Shown("the family's own (a plain classifier must choose)")),
+    ],
+    mean: Annotated[
+        str | None, typer.Option(help="Per-channel R,G,B mean in 0..1 units (with --std).", default_factory=NONE)
+    ],
+    std: Annotated[
+        str | None, typer.Option(help="Per-channel R,G,B std in 0..1 units (with --mean).", default_factory=NONE)
+    ],
     crop_fraction: Annotated[
-        float | None, typer.Option(help="Classifiers: centre crop / resized short side (0.875 with imagenet).")
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace a model with the same id.")] = False,
+        float | None,
+        typer.Option(help="Classifiers: centre crop / resized short side.",
+                     default_factory=Shown("0.875 with --normalize imagenet, else 1")),
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Replace a model with the same id.", default_factory=OFF)],
 ) -> None:
     """Add an ONNX export (Ultralytics YOLO and RT-DETR read from their metadata; RF-DETR, YOLOX and plain
     classifiers) or a Roboflow model package to the store."""
@@ -117,11 +138,15 @@ def models_add(
 @app.command("pull")
 def models_pull(
     model_id: Annotated[str, typer.Argument(help="project/version, or a public alias such as yolov8n-640.")],
+    *,
     api_key: Annotated[
         str | None,
-        typer.Option(help="Key for the weights API (default: env VISIONSERVE_WEIGHTS_API_KEY or ROBOFLOW_API_KEY)."),
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Download again even if the store has it.")] = False,
+        env_option(help="Key for the weights API.", envvar=["VISIONSERVE_WEIGHTS_API_KEY", "ROBOFLOW_API_KEY"],
+                   default="none"),
+    ],
+    force: Annotated[
+        bool, typer.Option("--force", help="Download again even if the store has it.", default_factory=OFF)
+    ],
 ) -> None:
     """Download a model from the weights API into the local store, so the server can run it offline."""
     settings = Settings()
@@ -177,13 +202,36 @@ def models_list() -> None:
 
 
 @app.command("remove")
-def models_remove(model_id: Annotated[str, typer.Argument(help="Id of a stored model.")]) -> None:
-    """Delete a model from the local store, and unload it from the background server if one runs."""
+def models_remove(model_id: Annotated[str, typer.Argument(help="Id of a stored model.")], *, api_key: ApiKeyOption) -> None:
+    """Delete a model from the local store, and unload it from every running server of this $VISIONSERVE_HOME
+    (however started); names each server it could not reach."""
+    settings = Settings()
     try:
-        removed = ModelStore(Settings().models_dir).remove(model_id)
+        removed = ModelStore(settings.models_dir).remove(model_id)
     except VisionServeError as error:
         raise fail(error.message) from None
     if not removed:
         raise fail(f"no model {model_id} in the store")
     console.print(f"removed {model_id}")
-    console.print(unload_from_running_server(model_id))
+    servers = running_servers(settings.home)
+    if not servers:
+        console.print(f"no server runs from {settings.home}; a server of another home or machine (Docker, Ray) keeps "
+                      "serving it from memory until it restarts or gets POST /model/remove", highlight=False)  # fmt: skip
+    for server in servers:
+        console.print(_unload(server, model_id, api_key), markup=False, highlight=False)
+
+
+def _unload(server: RunningServer, model_id: str, api_key: str | None) -> str:
+    """POST /model/remove to `server`; what came of it, in one line."""
+    try:
+        response = httpx.post(f"{server.url}/model/remove", json={"model_id": model_id}, headers=bearer(api_key),
+                              timeout=10)  # fmt: skip
+    except httpx.HTTPError as error:
+        return f"could not unload it from {server}: no answer ({error}); it keeps it until it restarts"
+    if response.status_code != 200:
+        key = " (give its key: --api-key or VISIONSERVE_API_KEY)" if response.status_code in (401, 403) else ""
+        return f"could not unload it from {server}: {response.status_code} {response.text}{key}"
+    if server.workers > 1:  # one worker answered; the others see the store's files gone at their next use
+        return (f"no longer in memory at {server} in the worker that answered; its other {server.workers - 1} let "
+                "it go at their next request for it")  # fmt: skip
+    return f"no longer in memory at {server}"

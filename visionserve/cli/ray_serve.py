@@ -6,50 +6,49 @@ import os
 import signal
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
 
-from visionserve.cli.common import console, fail
+from visionserve.cli.common import Shown, console, env_option, env_prefix, fail, setting_option
 from visionserve.config import Settings
 
-app = typer.Typer(
-    help="Run visionserve on a Ray cluster (needs `pip install visionserve[ray]`).", no_args_is_help=True
+app = typer.Typer(  # help is Rich markup: the backslash keeps the extra's brackets
+    help="Run visionserve on a Ray cluster (needs `pip install 'visionserve\\[ray]'`).", no_args_is_help=True,
+    context_settings=env_prefix("ray"),
 )
 
 AddressOption = Annotated[
     str | None,
     typer.Option(help="Ray cluster to deploy to: auto (the one this node joined) or ray://HEAD:10001; "
-                 "none: start a local cluster that lives as long as this command."),
+                 "none: start a local cluster that lives as long as this command.", default_factory=Shown("none")),
 ]  # fmt: skip
+
+
+def _layout_option(name: str, help: str, default: str, **checks: float) -> Any:
+    """An option for the `RayLayout` field `name`, which also reads VISIONSERVE_RAY_<NAME>."""
+    return env_option(help=help, envvar=f"VISIONSERVE_RAY_{name.upper()}", default=default, **checks)
 
 
 @app.command("serve")
 def serve_on_ray(
-    replicas: Annotated[int | None, typer.Option(min=1, help="Model-worker replicas (default 2).")] = None,
+    *,
+    replicas: Annotated[int | None, _layout_option("worker_replicas", "Model-worker replicas.", "2", min=1)],
     models_per_replica: Annotated[
-        int | None, typer.Option(min=1, help="Models each worker keeps (default 4).")
-    ] = None,
-    address: AddressOption = None,
+        int | None, _layout_option("models_per_replica", "Models each worker keeps.", "4", min=1)
+    ],
+    address: AddressOption,
     ingress_replicas: Annotated[
-        int | None, typer.Option(min=1, help="HTTP ingress replicas (default 1).")
-    ] = None,
-    cpus_per_replica: Annotated[
-        float | None, typer.Option(min=0, help="CPUs per model worker (default 1).")
-    ] = None,
-    gpus_per_replica: Annotated[
-        float | None, typer.Option(min=0, help="GPUs per model worker (default 0).")
-    ] = None,
-    host: Annotated[
-        str | None, typer.Option(help="Ray's HTTP proxy bind address (env VISIONSERVE_HOST).")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option(help="Ray's HTTP port (env VISIONSERVE_PORT, default 9001).")
-    ] = None,
+        int | None, _layout_option("ingress_replicas", "HTTP ingress replicas.", "1", min=1)
+    ],
+    cpus_per_replica: Annotated[float | None, _layout_option("worker_cpus", "CPUs per model worker.", "1", min=0)],
+    gpus_per_replica: Annotated[float | None, _layout_option("worker_gpus", "GPUs per model worker.", "0", min=0)],
+    host: Annotated[str | None, setting_option("host", help="Ray's HTTP proxy bind address.")],
+    port: Annotated[int | None, setting_option("port", help="Ray's HTTP port.")],
     num_cpus: Annotated[
-        int | None, typer.Option(min=1, help="CPUs of a local cluster (default: all).")
-    ] = None,
+        int | None, typer.Option(min=1, help="CPUs of a local cluster.", default_factory=Shown("all"))
+    ],
     print_config: Annotated[
         bool, typer.Option(help="Print the Serve config file (for `serve deploy`, KubeRay) and exit.")
     ] = False,
@@ -58,6 +57,7 @@ def serve_on_ray(
 
     Layout settings also come from `VISIONSERVE_RAY_*`; every `VISIONSERVE_*` setting reaches every replica."""
     try:
+        from visionserve.deploy.ray_proxy import CALLBACK, CALLBACK_VARIABLE
         from visionserve.deploy.ray_serve import RayLayout, build_application, serve_config
     except ImportError:
         raise fail("Ray Serve is not installed: pip install 'visionserve[ray]'") from None
@@ -78,6 +78,8 @@ def serve_on_ray(
     from ray import serve
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a self-hosted server reports nothing home
+    # The proxies of a local cluster inherit this: their connections get the single-process server's bounds.
+    os.environ.setdefault(CALLBACK_VARIABLE, CALLBACK)
     # No address: a local cluster of this machine alone, for as long as the command runs.
     ray.init(address=address, num_cpus=num_cpus if address is None else None, log_to_driver=False)
     serve.start(http_options={"host": host, "port": port})

@@ -1,111 +1,76 @@
-"""`visionserve server start|stop|status|logs`: the server as a background process.
+"""`visionserve server start|stop|status|logs`: servers in the background, and the status of every running one.
 
-State lives under $VISIONSERVE_HOME: `server.json` (pid, URL, the server's id) and `server.log`.
+Every server lists itself under $VISIONSERVE_HOME/servers (`running_servers`); a background one logs to
+`server.log` there.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Annotated
 
 import httpx
 import typer
 from rich.table import Table
 
-from visionserve.cli.common import console, fail
+from visionserve.cli.client_options import ApiKeyOption, bearer
+from visionserve.cli.common import OFF, console, env_prefix, fail
+from visionserve.cli.running_servers import (
+    BACKGROUND, STARTED_BY_VARIABLE, RunningServer, running_servers, server_on_port,
+)  # fmt: skip
 from visionserve.cli.serve import HostOption, ModelOption, PortOption, WorkersOption, serve
 from visionserve.config import Settings
 from visionserve.server_process import ServerProcess
 
-app = typer.Typer(help="Run the server in the background and manage it.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run the server in the background and manage it.", no_args_is_help=True, context_settings=env_prefix("server")
+)
 
 DOCKER_IMAGE = "visionserve:latest"
 
 
-@dataclass(frozen=True)
-class ServerRecord:
-    pid: int
-    url: str
-    server_id: str
-    log_path: str
-
-    @staticmethod
-    def path(home: Path) -> Path:
-        return home / "server.json"
-
-    @classmethod
-    def load(cls, home: Path) -> ServerRecord | None:
-        try:
-            return cls(**json.loads(cls.path(home).read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def save(self, home: Path) -> None:
-        self.path(home).write_text(json.dumps(asdict(self), indent=2) + "\n")
-
-    def alive(self) -> bool:
-        """The recorded process exists and is still the server we started (same server id)."""
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        try:
-            return httpx.get(f"{self.url}/info", timeout=2).json().get("uuid") == self.server_id
-        except (httpx.HTTPError, ValueError):
-            return _runs_visionserve(self.pid)  # alive but not answering: ours and busy, unless the pid was reused
-
-
-def running_server(home: Path) -> ServerRecord | None:
-    record = ServerRecord.load(home)
-    if record is not None and not record.alive():
-        ServerRecord.path(home).unlink(missing_ok=True)
-        return None
-    return record
-
-
 @app.command()
 def start(
-    host: HostOption = None,
-    port: PortOption = None,
-    model: ModelOption = None,
-    workers: WorkersOption = 1,
-    foreground: Annotated[bool, typer.Option("--foreground", help="Run in this terminal instead.")] = False,
-    docker: Annotated[bool, typer.Option("--docker", help=f"Run the {DOCKER_IMAGE} image with Docker.")] = False,
+    *,
+    host: HostOption,
+    port: PortOption,
+    model: ModelOption,
+    workers: WorkersOption,
+    foreground: Annotated[bool, typer.Option("--foreground", help="Run in this terminal instead.", default_factory=OFF)],
+    docker: Annotated[
+        bool, typer.Option("--docker", help=f"Run the {DOCKER_IMAGE} image with Docker.", default_factory=OFF)
+    ],
     wait: Annotated[float, typer.Option(help="Seconds to wait for /readiness.")] = 300.0,
 ) -> None:
     """Start the server in the background and wait until it is ready."""
     if foreground:
-        serve(host=host, port=port, workers=workers, model=model)
+        os.environ[STARTED_BY_VARIABLE] = "server start --foreground"
+        serve(host=host, port=port, workers=workers, log_level=None, model=model)
         return
     settings = Settings(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     if docker:
         _start_docker(settings, model or [])
         return
     settings.home.mkdir(parents=True, exist_ok=True)
-    record = running_server(settings.home)
-    if record is not None:
-        console.print(f"already running at [bold]{record.url}[/bold] (pid {record.pid})")
+    running = server_on_port(settings.home, settings.port)
+    if running is not None:
+        console.print(f"already running at [bold]{running.url}[/bold] (pid {running.pid}, started by {running.started_by})")
         return
-    args = ("--workers", str(workers), *(part for model_id in model or [] for part in ("--model", model_id)))
+    args = (*(("--workers", str(workers)) if workers else ()), *(part for m in model or [] for part in ("--model", m)))
     log_path = settings.home / "server.log"
-    process = ServerProcess(log_path, settings.port, settings.host, args=args, detach=True)
+    process = ServerProcess(
+        log_path, settings.port, settings.host, env={STARTED_BY_VARIABLE: BACKGROUND}, args=args, detach=True
+    )
     try:
         process.start(timeout_s=wait)
     except RuntimeError as error:
         raise fail(f"the server did not start:\n{str(error)[-2000:]}") from None
     assert process.process is not None
-    server_id = httpx.get(f"{process.url}/info", timeout=5).json()["uuid"]
-    ServerRecord(process.process.pid, process.url, server_id, str(log_path)).save(settings.home)
     console.print(f"visionserve is ready at [bold]{process.url}[/bold] (pid {process.process.pid}, log {log_path})")
 
 
@@ -113,44 +78,62 @@ def start(
 def stop(
     wait: Annotated[float, typer.Option(help="Seconds to let in-flight requests finish before killing.")] = 60.0,
 ) -> None:
-    """Stop the background server gracefully: it stops accepting, finishes what is in flight, then exits."""
+    """Stop the background servers gracefully: each stops accepting, finishes what is in flight, then exits."""
     home = Settings().home
-    record = running_server(home)
-    if record is None:
-        console.print("no server is running")
+    servers = running_servers(home)
+    background = [server for server in servers if server.background]
+    if not background:
+        others = "; ".join(map(str, servers))
+        console.print("no server is running" if not others else f"no background server is running; {others} "
+                      "runs in a terminal: stop it there (Ctrl+C)", highlight=False)  # fmt: skip
         return
-    os.kill(record.pid, signal.SIGTERM)
+    for server in background:
+        os.kill(server.pid, signal.SIGTERM)
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and _exists(record.pid):
+    while time.monotonic() < deadline and any(server.alive() for server in background):
         time.sleep(0.1)
-    if _exists(record.pid):
-        os.kill(record.pid, signal.SIGKILL)
-        console.print(f"the server did not stop within {wait:g} s and was killed")
-    ServerRecord.path(home).unlink(missing_ok=True)
-    console.print(f"stopped the server at {record.url} (pid {record.pid})")
+    for server in background:
+        if server.alive():
+            os.kill(server.pid, signal.SIGKILL)
+            console.print(f"the server at {server.url} did not stop within {wait:g} s and was killed")
+        console.print(f"stopped the server at {server.url} (pid {server.pid})")
+    running_servers(home)  # drops the entries of killed servers
 
 
 @app.command()
-def status() -> None:
-    """Whether the background server runs, and what it has loaded. Exits 1 when it does not run."""
-    record = running_server(Settings().home)
-    if record is None:
+def status(api_key: ApiKeyOption) -> None:
+    """Every running server of this $VISIONSERVE_HOME, however started, and what each has loaded. Exits 1 when
+    none runs."""
+    servers = running_servers(Settings().home)
+    if not servers:
         console.print("no server is running")
         raise typer.Exit(code=1)
-    table = Table("pid", "url", "ready", "models loaded", show_header=True)
-    try:
-        ready = httpx.get(f"{record.url}/readiness", timeout=5).json().get("status", "?")
-        loaded = [m["model_id"] for m in httpx.get(f"{record.url}/model/registry", timeout=5).json()["models"]]
-    except (httpx.HTTPError, ValueError, KeyError):
-        ready, loaded = "not answering", []
-    table.add_row(str(record.pid), record.url, ready, ", ".join(loaded) or "none")
+    table = Table("pid", "url", "started by", "workers", "ready", "models loaded", show_header=True)
+    for server in servers:
+        table.add_row(str(server.pid), server.url, server.started_by, str(server.workers), *_readiness(server, api_key))
     console.print(table)
+
+
+def _readiness(server: RunningServer, api_key: str | None) -> tuple[str, str]:
+    """Its /readiness status and loaded models (one worker's, with --workers)."""
+    if not server.listening():
+        return "starting or stopping", ""
+    try:
+        ready = httpx.get(f"{server.url}/readiness", timeout=5).json().get("status", "?")
+        registry = httpx.get(f"{server.url}/model/registry", headers=bearer(api_key), timeout=5)
+        if registry.status_code in (401, 403):
+            return ready, "? (needs an API key: --api-key)"
+        loaded = [m["model_id"] for m in registry.json()["models"]]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return "not answering", ""
+    return ready, ", ".join(loaded) or "none"
 
 
 @app.command()
 def logs(
+    *,
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many of the last lines.")] = 50,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.", default_factory=OFF)],
 ) -> None:
     """Print the background server's log."""
     path = Settings().home / "server.log"
@@ -165,42 +148,6 @@ def logs(
                 console.out(line, end="", highlight=False)
             else:
                 time.sleep(0.2)
-
-
-def unload_from_running_server(model_id: str) -> str:
-    """Ask the background server (from `server.json`) to drop a model it may hold in memory; says what happened,
-    since a server started otherwise (or one that refuses) keeps serving the model until it restarts."""
-    record = running_server(Settings().home)
-    caveat = "a server started otherwise keeps serving it from memory until it restarts or gets POST /model/remove"
-    if record is None:
-        return f"no background server runs; {caveat}"
-    try:
-        response = httpx.post(f"{record.url}/model/remove", json={"model_id": model_id}, timeout=10)
-    except httpx.HTTPError as error:
-        return f"the background server at {record.url} did not answer ({error}); {caveat}"
-    if response.status_code != 200:
-        return f"the background server at {record.url} refused to unload it ({response.status_code}: {response.text}); {caveat}"
-    return f"unloaded it from the background server at {record.url}"
-
-
-def _runs_visionserve(pid: int) -> bool:
-    try:
-        return b"visionserve" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True  # no /proc (macOS): trust the pid file
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a child of ours that exited but was not reaped yet is gone for our purposes
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
 
 
 def _start_docker(settings: Settings, models: list[str]) -> None:

@@ -2,7 +2,8 @@
 least recently used evicted beyond the limit.
 
 A request holds its own reference to the model it runs, so evicting a model never breaks an inference
-that is already under way; memory is freed when the last such request finishes.
+that is already under way; memory is freed when the last such request finishes. A model removed from the store
+leaves memory at its next use, whichever process removed it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ class ModelManager:
         validate_model_id(model_id)
         with self._lock:
             model = self._models.get(model_id)
-            if model is not None:
+            if model is not None and _removed_from_store(model):
+                del self._models[model_id]
+                self._pinned.discard(model_id)
+            elif model is not None:
                 self._models.move_to_end(model_id)
                 return model
             pending = self._loading.get(model_id)
@@ -100,3 +104,10 @@ class ModelManager:
                 return
             if model_id not in self._pinned:
                 del self._models[model_id]
+
+
+def _removed_from_store(model: LoadedModel) -> bool:
+    """Its weights file is gone: `visionserve models remove` (from any process) took it out of the store, so every
+    worker process of a server lets it go at its next use, not only the one that answered `/model/remove`."""
+    package = model.package
+    return not package.builtin and package.weights_path is not None and not package.weights_path.exists()

@@ -13,15 +13,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
+import fastapi.routing
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.routing import compile_path
 
 from visionserve.api.keys import legacy_route_key
 from visionserve.api.routes.infer import ERROR_RESPONSES, json_response
-from visionserve.api.schemas import Confidence, ImageInput
+from visionserve.api.schemas import Confidence, ErrorResponse, ImageInput
 from visionserve.api.state import ServerState, get_state
 from visionserve.core import InferenceJob, too_many_images, with_visualization
 from visionserve.errors import InputImageError, InvalidRequestError, VisionServeError
@@ -212,6 +214,9 @@ async def legacy_infer(
     state: Annotated[ServerState, Depends(get_state)],
 ) -> Response:
     if project in reserved_segments(request.app):
+        allowed = methods_at(request.app, request.url.path)
+        if allowed:
+            raise WrongMethodError(request.method, request.url.path, allowed)
         raise UnknownRouteError(request.app, request.method, project, version)
     model_id = validate_model_id(f"{project}/{version}")
     sent = await request_input(request, query)
@@ -231,14 +236,17 @@ async def legacy_infer(
     return json_response(orjson.dumps(answers if job.as_list else answers[0]))
 
 
+# Newer FastAPI keeps included routers nested in `app.routes` and walks them with this; older ones flatten them.
+_route_contexts = getattr(fastapi.routing, "iter_route_contexts", iter)
+
+
 def route_table(app: FastAPI) -> dict[str, set[str]]:
-    """Path → methods of every route: the documented ones (from the OpenAPI schema, which sees into included
-    routers) and those added straight to the app (documentation pages, static mounts)."""
-    table = {path: {method.upper() for method in item} for path, item in app.openapi()["paths"].items()}
-    for route in app.routes:
-        path = getattr(route, "path", None)
-        if path is not None:
-            table.setdefault(path, set()).update(set(getattr(route, "methods", None) or {"GET"}) - {"HEAD"})
+    """Path → methods of every route but this one: the documented ones, the pages left out of the schema, and
+    static mounts (GET)."""
+    table: dict[str, set[str]] = {}
+    for route in _route_contexts(app.routes):
+        if route.path is not None:
+            table.setdefault(route.path, set()).update(set(route.methods or {"GET"}) - {"HEAD"})
     table.pop(LEGACY_PATH, None)
     return table
 
@@ -247,6 +255,25 @@ def reserved_segments(app: FastAPI) -> frozenset[str]:
     """First path segments of the server's other routes: never a model's project, so `/infer/typo` is a 404
     that names the real routes rather than a lookup of model `infer/typo`."""
     return frozenset(path.strip("/").split("/")[0] for path in route_table(app) if path != "/")
+
+
+def methods_at(app: FastAPI, path: str) -> set[str]:
+    """The methods the server's other routes take at this very path: a GET to a POST-only two-segment route
+    (`/infer/object_detection`) reaches this route's GET, yet is a wrong method, not a model id."""
+    return {
+        method
+        for template, methods in route_table(app).items()
+        if compile_path(template)[0].fullmatch(path)
+        for method in methods
+    }
+
+
+class WrongMethodError(VisionServeError):
+    status_code = 405
+
+    def __init__(self, method: str, path: str, allowed: set[str]) -> None:
+        super().__init__(f"{method} is not allowed on {path}; it takes {' or '.join(sorted(allowed))}.")
+        self.headers = {"Allow": ", ".join(sorted(allowed))}
 
 
 class UnknownRouteError(VisionServeError):
@@ -270,7 +297,11 @@ router.add_api_route(
     LEGACY_PATH,
     legacy_infer,
     methods=["GET", "POST"],
-    responses={**ERROR_RESPONSES, 200: {"description": "JSON predictions, or a JPEG with `format=image`."}},
+    responses={
+        **ERROR_RESPONSES,
+        200: {"description": "JSON predictions, or a JPEG with `format=image`."},
+        405: {"model": ErrorResponse, "description": "One of the server's own paths, with a method it does not take."},
+    },
     openapi_extra=BODY_DOCS,
     summary="Infer with any model, hosted-API style (one image, options in the query)",
     operation_id="legacy_infer",
