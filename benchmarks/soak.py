@@ -1,6 +1,7 @@
 """Soak: many mixed requests against one server on loopback, then what broke and how memory moved.
 
     python -m benchmarks.soak [--requests 10000] [--concurrency 8]
+    python -m benchmarks.soak --minutes 30       # as many requests as 30 minutes take, RSS sampled throughout
 
 The mix: valid single images and batches on both routes, invalid bodies (bad base64, unknown models, broken JSON,
 wrong types), bodies over the size limit, clients that hang up mid-request or before reading the answer, and the
@@ -10,7 +11,10 @@ drips its headers, and connections that never finish their headers (held open be
 
 Valid requests retry a 503 as the official client does (the server-wide pixel budget answers those).
 Goals: no valid request fails, no 5xx but those 503s, resident memory grows less than 5% from after warm-up to the
-end, the slowest /healthz (polled throughout) under 100 ms, peak RSS under 1.5 GB with the default limits.
+end, the slowest /healthz (polled throughout) under 100 ms, peak RSS under 1.5 GB with the default limits. A timed
+run also prints the RSS curve and whether it levels off: its second half may grow by at most a quarter of its first
+half's growth, or 1%, whichever is more (an allocator settling grows early and stops; a leak grows at the same rate
+to the end).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import base64
 import http.client
 import io
+import itertools
 import random
 import socket
 import tempfile
@@ -179,17 +184,48 @@ def hold_slowloris(port: int, count: int, stop: threading.Event) -> list[bool]:
     return cut
 
 
-def run_clients(port: int, mix: list, total: int, concurrency: int, seed: int) -> Counter[tuple[str, int]]:
-    """`concurrency` clients send `total` requests drawn from the mix; outcomes by (kind, status)."""
+class RssCurve:
+    """The server's resident memory every `every_s` seconds, in a thread, from the start of the measured run."""
+
+    def __init__(self, pid: int, every_s: float) -> None:
+        self.samples: list[tuple[float, int]] = []  # (seconds since start, KiB)
+        self._pid, self._every_s = pid, every_s
+        self._started = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append((time.perf_counter() - self._started, rss_kib(self._pid)))
+            if self._stop.wait(self._every_s):
+                return
+
+    def finish(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((time.perf_counter() - self._started, rss_kib(self._pid)))
+
+    def halves_kib(self) -> tuple[int, int]:
+        """Growth over the first half of the run and over the second."""
+        middle = min(self.samples, key=lambda sample: abs(sample[0] - self.samples[-1][0] / 2))[1]
+        return middle - self.samples[0][1], self.samples[-1][1] - middle
+
+
+def run_clients(
+    port: int, mix: list, total: int | None, concurrency: int, seed: int, until: float | None = None
+) -> Counter[tuple[str, int]]:
+    """`concurrency` clients send `total` requests drawn from the mix, or as many as fit before `until` (a
+    perf_counter time); outcomes by (kind, status)."""
     weights = [30, 15, 10, 10, 5, 5, 5, 3, 3, 3, 3, 4, 4] + [1] * (len(mix) - 13)
     outcomes: Counter[tuple[str, int]] = Counter()
     lock = threading.Lock()
-    tickets = iter(range(total))
+    tickets = iter(range(total)) if total is not None else itertools.count()
 
     def client(worker: int) -> None:
         rng = random.Random(seed * 1000 + worker)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        while True:
+        while until is None or time.perf_counter() < until:
             with lock:
                 if next(tickets, None) is None:
                     return
@@ -223,7 +259,9 @@ def run_clients(port: int, mix: list, total: int, concurrency: int, seed: int) -
     return outcomes
 
 
-def soak(total: int, concurrency: int, warmup: int, seed: int = 0, slowloris: int = 100) -> None:
+def soak(
+    total: int | None, concurrency: int, warmup: int, seed: int = 0, slowloris: int = 100, minutes: float = 0.0
+) -> None:
     dripper = DrippingServer(pause_s=0.5)
     mix = request_mix() + attack_mix(dripper.url)
     with tempfile.TemporaryDirectory() as home:
@@ -241,13 +279,16 @@ def soak(total: int, concurrency: int, warmup: int, seed: int = 0, slowloris: in
             slow_cut: list[bool] = []
             slow = threading.Thread(target=lambda: slow_cut.extend(hold_slowloris(server.port, slowloris, stop_slowloris)))
             slow.start()
+            curve = RssCurve(pid, every_s=max(1.0, minutes * 60 / 30))
             started = time.perf_counter()
-            outcomes = run_clients(server.port, mix, total, concurrency, seed)
+            until = started + minutes * 60 if minutes else None
+            outcomes = run_clients(server.port, mix, None if until else total, concurrency, seed, until)
             elapsed = time.perf_counter() - started
             stop_slowloris.set()
             slow.join()
             probe.finish()
             time.sleep(1.0)  # let abandoned work drain
+            curve.finish()
             rss_end = rss_kib(pid)
             rss_peak = rss_kib(pid, "VmHWM")
             still_ok = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
@@ -255,12 +296,14 @@ def soak(total: int, concurrency: int, warmup: int, seed: int = 0, slowloris: in
             healthy = still_ok.getresponse().status == 200
         finally:
             server.stop()
-    report(outcomes, total, elapsed, rss_start, rss_end, healthy)
+    report(outcomes, elapsed, rss_start, rss_end, healthy)
     report_attacks(probe, rss_peak, slow_cut)
+    if minutes:
+        report_curve(curve)
 
 
-def report(outcomes: Counter, total: int, elapsed: float, rss_start: int, rss_end: int, healthy: bool) -> None:
-    table = Table("kind", "status", "count", title=f"soak: {total} requests in {elapsed:.0f} s")
+def report(outcomes: Counter, elapsed: float, rss_start: int, rss_end: int, healthy: bool) -> None:
+    table = Table("kind", "status", "count", title=f"soak: {sum(outcomes.values())} requests in {elapsed:.0f} s")
     for (kind, status), count in sorted(outcomes.items()):
         table.add_row(kind, {0: "hung up", -1: "connection error"}.get(status, str(status)), str(count))
     console.print(table)
@@ -290,14 +333,29 @@ def report_attacks(probe: HealthProbe, rss_peak_kib: int, slow_cut: list[bool]) 
     console.print(summary)
 
 
+def report_curve(curve: RssCurve) -> None:
+    table = Table("minute", "RSS MiB", "since the start", title="resident memory through the run")
+    first = curve.samples[0][1]
+    for seconds, kib in curve.samples:
+        table.add_row(f"{seconds / 60:.1f}", f"{kib / 1024:.1f}", f"{100 * (kib - first) / first:+.1f}%")
+    console.print(table)
+    early, late = curve.halves_kib()
+    allowed = max(early / 4, first / 100)
+    verdict = Table("measure", "value", "goal", "result", title="does it level off?")
+    verdict.add_row("growth, first half / second half", f"{early / 1024:+.1f} / {late / 1024:+.1f} MiB",
+                    f"second <= {allowed / 1024:.1f} MiB", "PASS" if late <= allowed else "MISS")
+    console.print(verdict)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=1000, help="mixed requests sent before memory is measured")
     parser.add_argument("--slowloris", type=int, default=100, help="connections that never finish their headers")
+    parser.add_argument("--minutes", type=float, default=0.0, help="run this long instead of --requests requests")
     args = parser.parse_args()
-    soak(args.requests, args.concurrency, args.warmup, slowloris=args.slowloris)
+    soak(args.requests, args.concurrency, args.warmup, slowloris=args.slowloris, minutes=args.minutes)
 
 
 if __name__ == "__main__":
