@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from visionserve.cli import benchmark, models, ray_serve, server
+from visionserve.cli import benchmark, models, ray_serve, server, workflows
 from visionserve.cli.common import env_prefix
 from visionserve.cli.infer import infer
 from visionserve.cli.serve import serve
@@ -16,3 +16,4 @@ app.add_typer(server.app, name="server")
 app.add_typer(models.app, name="models")
 app.add_typer(benchmark.app, name="benchmark")
 app.add_typer(ray_serve.app, name="ray")
+app.add_typer(workflows.app, name="workflows")
