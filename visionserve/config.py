@@ -112,6 +112,13 @@ class Settings(BaseSettings):
         description="Hosts besides the weights API's own exempt from the public-address rule for weights downloads.",
     )
     failed_lookup_ttl_s: float = Field(10.0, ge=0, description="How long a failed weights API lookup is remembered.")
+    workflow_max_steps: int = Field(64, ge=1, description="Most steps one workflow definition may have.")
+    workflow_max_crops_per_image: int = Field(
+        256, ge=1, description="Most crops (or slices) one workflow step may make of one image."
+    )
+    workflow_max_model_passes: int = Field(
+        4096, ge=1, description="Model inferences (one model on one image or crop) one workflow request may run."
+    )
 
     @field_validator(
         "execution_providers", "url_allow_hosts", "weights_api_allow_hosts", "preload_models", "cors_origins",

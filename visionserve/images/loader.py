@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from visionserve.errors import InputImageError
 from visionserve.images.budget import RequestPixels
-from visionserve.images.decode import DecodedImage, DecodeLimits, NeededScale, decode_image
+from visionserve.images.decode import DecodedImage, DecodeLimits, NeededScale, check_pixel_count, decode_image
 from visionserve.images.fetch import UrlFetcher
 from visionserve.images.numpy_input import array_from_bytes, looks_like_array
-from visionserve.images.sources import ENCODED, ImageSpec, decode_base64
+from visionserve.images.sources import DECODED, ENCODED, ImageSpec, decode_base64
 
 NUMPY_OFF = (
     "it is off by default because unpickling untrusted data can run code. Set VISIONSERVE_ALLOW_NUMPY_INPUT=1 to "
@@ -33,6 +35,8 @@ class ImageLoader:
         """The image as BGR uint8 pixels, whatever the declaration; `needed` allows draft decoding, `budget` is
         charged with the pixels before they are decoded."""
         charge = budget.charge if budget is not None else None
+        if spec.type == DECODED and isinstance(spec.value, np.ndarray):  # in memory, never JSON (no arrays there)
+            return self._decoded(spec.value, budget)
         if spec.type == "numpy":
             payload = spec.value if isinstance(spec.value, bytes) else decode_base64(spec.value)
             return self._array(payload, NUMPY_DISABLED, budget)
@@ -48,6 +52,18 @@ class ImageLoader:
         if budget is not None:
             budget.charge(image.width, image.height)
         return image
+
+    def _decoded(self, pixels: np.ndarray, budget: RequestPixels | None) -> DecodedImage:
+        """Pixels already in memory (a crop, a frame), under the same limits as decoded files."""
+        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+            raise InputImageError("In-memory images must be BGR uint8 arrays of shape (height, width, 3).")
+        height, width = pixels.shape[:2]
+        if width == 0 or height == 0:
+            raise InputImageError(f"The image is {width}x{height} pixels: it has no pixels.")
+        check_pixel_count(width, height, self.limits.max_pixels)
+        if budget is not None:
+            budget.charge(width, height)
+        return DecodedImage.full(np.ascontiguousarray(pixels))
 
     def _encoded(self, spec: ImageSpec) -> bytes:
         if spec.type == "base64":

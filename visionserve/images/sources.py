@@ -12,6 +12,7 @@ import pybase64
 from visionserve.errors import InputImageError
 
 ENCODED = "encoded"  # internal: bytes of an image file (multipart upload, raw body); not reachable from JSON
+DECODED = "decoded"  # internal: BGR uint8 pixels in memory (workflow crops, video frames); not reachable from JSON
 
 _DATA_URL_PREFIX = re.compile(rb"^\s*data:image/[A-Za-z0-9.+-]+;base64,")
 _IMAGE_SIGNATURES = (
@@ -27,7 +28,7 @@ _IMAGE_SIGNATURES = (
 
 @dataclass(frozen=True)
 class ImageSpec:
-    type: str  # lower case: base64, url, numpy, or ENCODED
+    type: str  # lower case: base64, url, numpy, ENCODED or DECODED
     value: Any
 
 
