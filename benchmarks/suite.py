@@ -17,6 +17,8 @@ table says which. Machines are shared and noisy, so the detection targets are me
    model and photo, requests/s side by side (>= 1.00: no base64 to encode and decode).
 5. Memory: a server with 8 models vs the sum of their sessions measured alone (<= 1.2x); RSS before and after
    10,000 requests (no growth).
+6. Workflows (`benchmarks.workflows`): detect -> crop -> classify as one workflow vs the same calls one by one at 4
+   clients (>= 1.5x), and the engine's own CPU per request for a 5-step definition (<= 2 ms).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from benchmarks.detection import (
     raw_configurations,
 )
 from benchmarks.target import Target
+from benchmarks.workflows import workflow_targets
 from visionserve.api.state import settings_plan
 from visionserve.config import Settings
 from visionserve.images.decode import DecodedImage
@@ -262,6 +265,7 @@ def main() -> None:
         targets += rfdetr_targets(home, args.seconds, settings)
         targets += oip_binary_targets(home, args.seconds)
         targets += memory_targets(home, args.requests)
+        targets += workflow_targets(home, args.seconds)
     table = Table("target", "measured", "ratio", "goal", "result", title="performance targets")
     for target in targets:
         table.add_row(target.name, target.measured, f"{target.ratio:.2f}", target.goal,
