@@ -38,7 +38,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def openapi_schema(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema, with one operation id per method of the legacy route (FastAPI gives a route one)."""
+    """FastAPI's schema, with one operation id per method of a route that takes several (FastAPI gives a route
+    one): the legacy route, `/workflows/blocks/describe`."""
     if app.openapi_schema is None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Duplicate Operation ID")
@@ -46,8 +47,11 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
                 title=app.title, version=app.version, description=app.description,
                 license_info=app.license_info, routes=app.routes,
             )  # fmt: skip
-        for method, operation in schema["paths"].get(legacy.LEGACY_PATH, {}).items():
-            operation["operationId"] = f"legacy_infer_{method}"
+        for operations in schema["paths"].values():
+            ids = [operation.get("operationId") for operation in operations.values()]
+            for method, operation in operations.items():
+                if ids.count(operation.get("operationId")) > 1:
+                    operation["operationId"] = f"{operation['operationId']}_{method}"
         app.openapi_schema = schema
     return app.openapi_schema
 

@@ -43,8 +43,8 @@ def validated_body(model: type[M], body: bytes, max_images: int) -> M:
 
 
 class OffLoopBodyRoute(APIRoute):
-    """A POST route whose endpoint is `endpoint(body, request)`: the body model comes from the endpoint's
-    annotation, and is validated by `validated_body` in the server's worker pool."""
+    """A POST route whose endpoint is `endpoint(body, request, **path_parameters)`: the body model comes from the
+    endpoint's annotation, and is validated by `validated_body` in the server's worker pool."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         model = inspect.signature(self.endpoint).parameters["body"].annotation
@@ -53,6 +53,6 @@ class OffLoopBodyRoute(APIRoute):
         async def handler(request: Request) -> Response:
             state = request.app.state.visionserve
             body = await state.in_worker(validated_body, model, await request.body(), state.settings.max_batch_images)
-            return await endpoint(body, request)
+            return await endpoint(body, request, **request.path_params)
 
         return handler

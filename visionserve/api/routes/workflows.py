@@ -111,9 +111,12 @@ def _add_run_route(path: str, summary: str, deprecated: bool = False) -> None:
 
 
 def _add_saved_route(path: str, summary: str, deprecated: bool = False) -> None:
-    async def run_saved(body: PredefinedWorkflowRequest, request: Request) -> Response:
+    async def run_saved(
+        body: PredefinedWorkflowRequest, request: Request, workspace_name: str, workflow_id: str
+    ) -> Response:
+        """`workspace_name` is the vendor's notion: saved definitions are keyed by id alone."""
         state: ServerState = request.app.state.visionserve
-        saved = await state.in_worker(SavedWorkflows(state.settings.home).get, request.path_params["workflow_id"])
+        saved = await state.in_worker(SavedWorkflows(state.settings.home).get, workflow_id)
         return await _run(request, body, saved.definition)
 
     router.add_api_route(
@@ -147,10 +150,15 @@ router.add_api_route(
 )  # fmt: skip
 
 
-@router.get("/workflows/blocks/describe", summary="The blocks this server has: manifests' schemas, outputs, kinds")
-@router.post("/workflows/blocks/describe", summary="The blocks this server has (POST spelling)")
 async def describe_blocks() -> JSONResponse:
     return JSONResponse(blocks_description())
+
+
+# One route for both methods, so a 405 lists both in `Allow` (the schema gives each method its own operation id).
+router.add_api_route(
+    "/workflows/blocks/describe", describe_blocks, methods=["GET", "POST"], operation_id="describe_blocks",
+    summary="The blocks this server has: manifests' schemas, outputs, kinds",
+)  # fmt: skip
 
 
 @router.get("/workflows/definition/schema", summary="JSON schema of a workflow definition (all block manifests)")
