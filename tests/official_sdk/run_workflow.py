@@ -2,6 +2,7 @@
 outputs, and what `supervision` reads from the detections outputs named by --detections, as JSON on stdout.
 
     .venv-sdk/bin/python tests/official_sdk/run_workflow.py --url URL --spec FILE [--param k=JSON] NAME=IMAGE...
+    .venv-sdk/bin/python tests/official_sdk/run_workflow.py --url URL --workspace W --workflow-id ID NAME=IMAGE...
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from inference_sdk.http.errors import HTTPCallErrorError
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
-    parser.add_argument("--spec", required=True)
+    parser.add_argument("--spec", help="an inline definition (else --workspace and --workflow-id: a saved one)")
+    parser.add_argument("--workspace")
+    parser.add_argument("--workflow-id")
     parser.add_argument("--api-key", default="test-key")
     parser.add_argument("--param", action="append", default=[], help="name=JSON value")
     parser.add_argument("--detections", action="append", default=[], help="outputs to read with supervision")
@@ -30,11 +33,13 @@ def main() -> None:
         images.setdefault(name, []).append(path)
     parameters = {name: json.loads(value) for name, _, value in (item.partition("=") for item in args.param)}
     client = InferenceHTTPClient(api_url=args.url, api_key=args.api_key)
-    with open(args.spec) as file:
-        specification = json.load(file)
+    specification = None
+    if args.spec:
+        with open(args.spec) as file:
+            specification = json.load(file)
     try:
         outputs = client.run_workflow(
-            specification=specification,
+            workspace_name=args.workspace, workflow_id=args.workflow_id, specification=specification,
             images={name: paths if len(paths) > 1 else paths[0] for name, paths in images.items()},
             parameters=parameters or None,
         )

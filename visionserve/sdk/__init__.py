@@ -3,6 +3,7 @@
     from visionserve.sdk import InferenceHTTPClient
     client = InferenceHTTPClient(api_url="http://127.0.0.1:9001")
     result = client.infer("photo.jpg", model_id="nudenet/1")
+    outputs = client.run_workflow(specification=definition, images={"image": "photo.jpg"})
 """
 
 from visionserve.sdk.client import InferenceHTTPClient
@@ -13,6 +14,7 @@ from visionserve.sdk.errors import (
     HTTPClientError,
     HTTPServerConnectionError,
     InvalidModelIdentifier,
+    InvalidParameterError,
     ModelNotSelectedError,
     ModelTaskTypeNotSupportedError,
     WrongClientModeError,
@@ -26,6 +28,7 @@ __all__ = [
     "InferenceConfiguration",
     "InferenceHTTPClient",
     "InvalidModelIdentifier",
+    "InvalidParameterError",
     "ModelNotSelectedError",
     "ModelTaskTypeNotSupportedError",
     "WrongClientModeError",

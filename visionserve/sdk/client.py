@@ -12,9 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-import cv2
 import httpx
-import numpy as np
 
 from visionserve.models.aliases import resolve_alias
 from visionserve.sdk.config import InferenceConfiguration
@@ -28,6 +26,7 @@ from visionserve.sdk.errors import (
     WrongClientModeError,
 )
 from visionserve.sdk.inputs import EncodedImage, encode, flatten, rescale
+from visionserve.sdk.workflows import WorkflowCall, decode_image, decode_outputs, save_profiler_trace
 
 V0, V1 = "v0", "v1"
 RETRY_STATUSES = frozenset({429, 503, 504})
@@ -250,6 +249,39 @@ class InferenceHTTPClient:
         call = plan.request(self, chunk)
         return plan.parse(self, self._with_retries(lambda: self._http.request(**call)), chunk)
 
+    # --- workflows ---
+
+    def run_workflow(
+        self, workspace_name: str | None = None, workflow_id: str | None = None,
+        specification: dict[str, Any] | None = None, images: dict[str, Any] | None = None,
+        parameters: dict[str, Any] | None = None, excluded_fields: list[str] | None = None, use_cache: bool = True,
+        enable_profiling: bool = False, workflow_version_id: str | None = None, disable_sinks: bool = False,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Run a workflow given inline (`specification`) or saved on the server (`workspace_name` + `workflow_id`):
+        one output dict per input element, images in `output_visualisation_format`. `images` take what `infer`
+        takes (a list, or nested lists, for a batch); `parameters` join them in the workflow's inputs."""
+        call = WorkflowCall(workspace_name, workflow_id, specification, images, parameters, excluded_fields,
+                            use_cache, enable_profiling, workflow_version_id, disable_sinks)  # fmt: skip
+        return self._run_workflow(call, legacy=False)
+
+    def infer_from_workflow(
+        self, workspace_name: str | None = None, workflow_name: str | None = None,
+        specification: dict[str, Any] | None = None, images: dict[str, Any] | None = None,
+        parameters: dict[str, Any] | None = None, excluded_fields: list[str] | None = None, use_cache: bool = True,
+        enable_profiling: bool = False, workflow_version_id: str | None = None, disable_sinks: bool = False,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """`run_workflow` on the legacy `/infer/workflows` routes (`workflow_name` is the workflow's id)."""
+        call = WorkflowCall(workspace_name, workflow_name, specification, images, parameters, excluded_fields,
+                            use_cache, enable_profiling, workflow_version_id, disable_sinks)  # fmt: skip
+        return self._run_workflow(call, legacy=True)
+
+    def _run_workflow(self, call: WorkflowCall, legacy: bool) -> list[dict[str, Any]]:
+        body = call.payload(self.api_key, lambda image: encode(image, self._http, None).base64)
+        answer = self._request("POST", call.path(legacy), json=body).json()
+        if call.enable_profiling:
+            save_profiler_trace(self.configuration.profiling_directory, answer.get("profiler_trace"))
+        return decode_outputs(answer["outputs"], self.configuration.output_visualisation_format)
+
     # --- plumbing ---
 
     def _key_params(self) -> dict[str, str]:
@@ -365,14 +397,6 @@ class _Plan:
 
 
 def _decode_visualization(result: dict[str, Any], output_format: str) -> dict[str, Any]:
-    visualization = result.get("visualization")
-    if visualization is None or output_format == "base64":
-        return result
-    array = cv2.imdecode(np.frombuffer(base64.b64decode(visualization), np.uint8), cv2.IMREAD_COLOR)
-    if output_format == "pillow":
-        from PIL import Image
-
-        result["visualization"] = Image.fromarray(cv2.cvtColor(array, cv2.COLOR_BGR2RGB))
-    else:
-        result["visualization"] = array
+    if result.get("visualization") is not None:
+        result["visualization"] = decode_image(result["visualization"], output_format)
     return result

@@ -11,7 +11,8 @@ _DETECTION_LIKE = ("object-detection", "instance-segmentation", "keypoint-detect
 
 @dataclass(frozen=True)
 class InferenceConfiguration:
-    """Options for `infer`. None means "not sent": the server's default applies."""
+    """Options for `infer` (and for `run_workflow`: the output image format, the profiling directory). None means
+    "not sent": the server's default applies."""
 
     confidence_threshold: float | Literal["best", "default"] | None = None
     keypoint_confidence_threshold: float | None = None
@@ -43,6 +44,7 @@ class InferenceConfiguration:
     default_max_input_size: int = 1024
     max_concurrent_requests: int = 1
     max_batch_size: int = 1
+    profiling_directory: str = "./inference_profiling"  # where `run_workflow(enable_profiling=True)` saves traces
 
     def _shared_options(self) -> dict[str, Any]:
         """Fields both routes take under the same name: preprocessing switches, active learning, usage source."""

@@ -39,3 +39,7 @@ class APIKeyNotProvided(HTTPClientError):
 
 class InvalidModelIdentifier(HTTPClientError):
     pass
+
+
+class InvalidParameterError(HTTPClientError):
+    """A call's arguments cannot be used together (e.g. a workflow both named and given inline)."""
