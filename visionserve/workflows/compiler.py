@@ -162,10 +162,10 @@ class _Compiler:
                 raise GraphStructureError("a step cannot read its own outputs.", step, field)
             if selector.output in (None, WILDCARD_OUTPUT):
                 raise InvalidReferenceError(f"{selector.text}: name one output of the step.", step, field)
-            source_block = self.manifests[selector.name][0]
-            output = source_block.output(selector.output)
+            source_block, source_manifest = self.manifests[selector.name]
+            output = source_block.output(selector.output, source_manifest)
             if output is None:
-                names = ", ".join(o.name for o in source_block.outputs) or "none"
+                names = ", ".join(o.name for o in source_block.outputs_for(source_manifest)) or "none"
                 raise InvalidReferenceError(
                     f"{selector.text}: step {selector.name!r} has no output {selector.output!r} (it has: {names}).",
                     step, field,
@@ -259,7 +259,7 @@ class _Compiler:
                     raise InvalidReferenceError(f"{selector.text} names no step.", where, "selector")
                 if selector.output is None:
                     raise InvalidReferenceError(f"{selector.text}: name an output, or * for all.", where, "selector")
-                if selector.output != WILDCARD_OUTPUT and step.block.output(selector.output) is None:
+                if selector.output != WILDCARD_OUTPUT and step.block.output(selector.output, step.manifest) is None:
                     raise InvalidReferenceError(
                         f"{selector.text}: step {step.name!r} has no output {selector.output!r}.", where, "selector"
                     )

@@ -143,7 +143,7 @@ class Engine:
     def _declared(step: CompiledStep, output: dict[str, Any]) -> dict[str, Any]:
         if step.block.flow_control:
             return output  # its decision ({"next_steps": [...]}), read by the steps it gates
-        return {item.name: output.get(item.name) for item in step.block.outputs}
+        return {item.name: output.get(item.name) for item in step.block.outputs_for(step.manifest)}
 
     def _inputs(self, step: CompiledStep, index: Index, state: RunState) -> StepInputs | object:
         for gate in step.gates:

@@ -3,6 +3,9 @@ server's `InferenceService` (the one inference path), and build the response bod
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
@@ -61,10 +64,15 @@ class ModelCalls:
             answers.extend(result.response for result in self.service.run(job))
         return answers
 
+    @functools.cached_property
+    def workflow_key(self) -> str:
+        """The definition's digest: what blocks keeping state across runs (the data aggregator) key it by."""
+        return hashlib.sha256(json.dumps(self.run.definition, sort_keys=True, default=str).encode()).hexdigest()
+
     def context(self, step: str, limits: WorkflowLimits) -> StepContext:
         return StepContext(
             step, lambda model_id, images, options, task: self.infer(step, model_id, images, options, task),
-            limits.max_crops_per_image,
+            limits.max_crops_per_image, self.workflow_key, self.service.images.fetcher.allow_hosts,
         )  # fmt: skip
 
 

@@ -126,6 +126,8 @@ class StepContext:
     step_name: str
     infer: Infer
     max_crops_per_image: int
+    workflow_key: str = ""  # the same for every run of one definition: blocks that keep state across runs
+    url_allow_hosts: frozenset[str] = frozenset()  # hosts exempt from the public-address rule for outgoing calls
 
 
 StepInputs = dict[str, Any]
@@ -143,13 +145,19 @@ class BlockSpec:
     flow_control: bool = False
     human_name: str = ""
     extra_describe: Mapping[str, Any] = field(default_factory=dict)
+    outputs_of: Callable[[Any], tuple[Output, ...]] | None = None  # outputs named by the manifest (aggregator)
 
     @property
     def type_id(self) -> str:
         return self.manifest.type_ids()[0]
 
-    def output(self, name: str) -> Output | None:
-        return next((output for output in self.outputs if output.name == name), None)
+    def outputs_for(self, manifest: Any) -> tuple[Output, ...]:
+        """The outputs of a step of this block: the declared ones, or those its manifest names."""
+        return self.outputs if self.outputs_of is None else self.outputs_of(manifest)
+
+    def output(self, name: str, manifest: Any = None) -> Output | None:
+        outputs = self.outputs if manifest is None else self.outputs_for(manifest)
+        return next((output for output in outputs if output.name == name), None)
 
 
 def per_element(function: Callable[[Any, StepInputs, StepContext], Any]) -> Run:

@@ -108,11 +108,13 @@ def _number(operation: str, value: Any) -> float:
 
 
 def _aggregate(values: Sequence[Any], mode: str) -> Any:
-    numbers = [_number("SequenceAggregate", value) for value in values]
-    if not numbers:
+    if not values:
         return None
+    if mode in ("first", "last"):  # any items, not only numbers (a class name, say)
+        return values[0] if mode == "first" else values[-1]
+    numbers = [_number("SequenceAggregate", value) for value in values]
     table = {"sum": lambda: sum(numbers), "avg": lambda: sum(numbers) / len(numbers), "max": lambda: max(numbers),
-             "min": lambda: min(numbers), "first": lambda: numbers[0], "last": lambda: numbers[-1]}  # fmt: skip
+             "min": lambda: min(numbers)}  # fmt: skip
     return table[mode]()
 
 
