@@ -1,6 +1,6 @@
 // The playground: pick a model, send an image to its /infer route, draw the answer over the image.
-// Plain browser JavaScript, no build step and nothing loaded from elsewhere.
-"use strict";
+// Plain browser JavaScript (an ES module, strict by itself), no build step and nothing loaded from elsewhere.
+// workflow.js adds the Workflow mode with the helpers exported here.
 
 const PALETTE = ["#4892EA", "#00EEC3", "#FE4EF0", "#F4004E", "#FA7200", "#EEEE17", "#90FF00", "#78C1D2", "#8C29FF"];
 const SVG = "http://www.w3.org/2000/svg";
@@ -9,10 +9,12 @@ const LAST_MODEL_STORAGE = "visionserve-last-model"; // localStorage: the model 
 const LABEL_PX = 13; // label text height on screen, in CSS pixels, whatever the image's size
 const SHORT_CLASS_LIST = 10; // class lists up to this long show open under the model list; longer ones on a click
 
-const $ = (id) => document.getElementById(id);
+export const $ = (id) => document.getElementById(id);
 let image = null; // {type, value} of the image to send
 let catalog = new Map(); // model id → its catalog entry (class names stay here, not in the page)
 let shown = null; // the last answer drawn, redrawn when the displayed image changes size
+// What Run does in each mode (the checked input[name=mode]); workflow.js adds its own.
+export const runners = { model: runModel };
 
 function authHeaders() {
   const key = sessionStorage.getItem(KEY_STORAGE);
@@ -119,9 +121,10 @@ function useFile(file) {
   reader.readAsDataURL(file);
 }
 
-function clearResult() {
+export function clearResult() {
   shown = null;
   $("overlay").replaceChildren();
+  $("workflow-outputs").replaceChildren();
   $("json").textContent = "";
   $("summary").textContent = "";
   $("timings").replaceChildren();
@@ -141,38 +144,54 @@ function requestBody(model) {
   return body;
 }
 
+// Run, in whichever mode: a mode's runner throws what the page should say (a missing input, the server's message).
 async function run(event) {
   event.preventDefault();
-  const model = selectedModel();
   const url = $("url").value.trim();
   if (url) {
     image = { type: "url", value: url };
     $("preview").src = url;
   }
-  if (!model) return showError("Choose a model first.");
-  if (!image) return showError("Choose, drop or link an image first.");
   clearResult();
   $("run").disabled = true;
-  const request = requestBody(model);
-  const started = performance.now();
   try {
-    const { body, response } = await api(model.infer_path, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(request),
-    });
-    const roundTrip = performance.now() - started;
-    $("json").textContent = JSON.stringify(body, null, 2);
-    $("summary").textContent = summary(body, request);
-    showTimings(body, roundTrip, response.headers.get("X-Request-ID"));
-    shown = body;
-    draw(body);
+    await runners[document.querySelector("input[name=mode]:checked")?.value || "model"]();
   } catch (error) {
     showError(error.message);
   } finally {
     $("run").disabled = false;
     revealResult();
   }
+}
+
+export function chosenImage() {
+  if (!image) throw new Error("Choose, drop or link an image first.");
+  return image;
+}
+
+// POST a JSON body; the answer with its round trip and request id, for showTimings.
+export async function postJson(path, payload) {
+  const started = performance.now();
+  const { body, response } = await api(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(payload),
+  });
+  return { body, roundTripMs: performance.now() - started, requestId: response.headers.get("X-Request-ID") };
+}
+
+async function runModel() {
+  const model = selectedModel();
+  if (!model) throw new Error("Choose a model first.");
+  chosenImage();
+  const request = requestBody(model);
+  const answer = await postJson(model.infer_path, request);
+  const { body } = answer;
+  $("json").textContent = JSON.stringify(body, null, 2);
+  $("summary").textContent = summary(body, request);
+  showTimings(answer, [["server", `${(body.time * 1000).toFixed(1)} ms`], ["image", `${body.image.width}×${body.image.height}`]]);
+  shown = body;
+  draw(body);
 }
 
 // What the answer found, in words; an empty one says which setting held everything back.
@@ -197,12 +216,9 @@ function revealResult() {
   }
 }
 
-function showTimings(result, roundTripMs, requestId) {
-  const rows = [
-    ["server", `${(result.time * 1000).toFixed(1)} ms`],
-    ["round trip", `${roundTripMs.toFixed(1)} ms`],
-    ["image", `${result.image.width}×${result.image.height}`],
-  ];
+// A mode's own rows (name, value), then the round trip and request id of its `answer` (from postJson).
+export function showTimings({ roundTripMs, requestId }, ownRows) {
+  const rows = [...ownRows, ["round trip", `${roundTripMs.toFixed(1)} ms`]];
   if (requestId) rows.push(["request id", requestId]);
   $("timings").replaceChildren(
     ...rows.map(([name, value]) => {
@@ -214,7 +230,7 @@ function showTimings(result, roundTripMs, requestId) {
   );
 }
 
-function element(name, attributes) {
+export function element(name, attributes) {
   const node = document.createElementNS(SVG, name);
   for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
   return node;
@@ -226,12 +242,12 @@ function colour(classId) {
 
 // Everything is drawn in the image's own pixels (the SVG's viewBox), so the JSON's coordinates are used as is;
 // line widths and text sizes are scaled by the image pixels per CSS pixel, to look the same on any photo.
-function draw(result) {
+// `overlay` is an <svg> laid over `picture` (the model mode's, or a workflow output's).
+export function draw(result, overlay = $("overlay"), picture = $("preview")) {
   const { width, height } = result.image;
-  const overlay = $("overlay");
   overlay.setAttribute("viewBox", `0 0 ${width} ${height}`);
   overlay.setAttribute("preserveAspectRatio", "none");
-  const unit = width / ($("preview").getBoundingClientRect().width || width);
+  const unit = width / (picture.getBoundingClientRect().width || width);
   const size = LABEL_PX * unit;
   const label = (text, x, y, fill) =>
     Object.assign(element("text", { x, y, fill, "font-size": size, "stroke-width": 3 * unit }), { textContent: text });
