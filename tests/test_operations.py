@@ -134,7 +134,9 @@ def test_metrics(client: httpx.Client) -> None:
 
 
 def test_back_pressure_answers_503_instead_of_queueing(start_server) -> None:
-    server = start_server({"VISIONSERVE_MAX_INFLIGHT": "2", "VISIONSERVE_INFERENCE_THREADS": "1"})
+    # Threads enough to validate every body at once: with one thread, a body's validation queued behind the previous
+    # request's inference let each request finish before the next was counted, and none was refused.
+    server = start_server({"VISIONSERVE_MAX_INFLIGHT": "2", "VISIONSERVE_INFERENCE_THREADS": "8"})
     slow = {"model_id": "nudenet/1", "image": [image_value(photo("retina"))] * 12}
     statuses: list[int] = []
     with server.client() as http:
