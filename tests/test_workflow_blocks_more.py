@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import Server, b64
 from tests.test_api_detection import without_ids
-from tests.test_workflows import DETECT, boxes, by_class_filter, detector, infer, run_sdk, workflow
+from tests.test_workflows import DETECT, by_class_filter, detector, infer, run_sdk, workflow
 
 
 @pytest.fixture(scope="module")

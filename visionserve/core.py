@@ -111,7 +111,7 @@ class InferenceService:
             raise too_many_images(len(job.images), self.max_batch_images)
         check_option_limits(job.options)
         cancellation.set(job.cancelled)  # this job's context: its downloads stop when it is cancelled
-        model = self._model(job)
+        model = self.model(job.model_id, job.api_key)
         if job.expected_task is not None and model.task is not job.expected_task:
             raise InvalidRequestError(
                 f"Model {job.model_id} is {with_article(model.task.value)} model, but this route serves "
@@ -157,9 +157,6 @@ class InferenceService:
     ) -> DecodedImage:
         with timed("decode"):  # per image, on the thread that decodes it (a batch's images decode side by side)
             return self.images.load(spec, auto_orient, needed, pixels)
-
-    def _model(self, job: InferenceJob) -> LoadedModel:
-        return self.model(job.model_id, job.api_key)
 
     def model(self, model_id: str, api_key: str | None) -> LoadedModel:
         """The model in memory, loaded (or fetched, where remote models are allowed) if it is not."""

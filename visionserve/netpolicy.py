@@ -10,6 +10,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Collection
+from dataclasses import dataclass
+
+import httpx
 
 from visionserve.http_deadline import resolve
 
@@ -24,6 +27,19 @@ class DestinationRefused(Exception):
 
 class UnresolvableHost(Exception):
     pass
+
+
+class NotAnHttpUrl(Exception):
+    """Not an http:// or https:// URL with a host."""
+
+
+@dataclass(frozen=True)
+class PinnedUrl:
+    """A URL rewritten to its checked IP address, with the original Host header and TLS server name."""
+
+    url: httpx.URL
+    headers: dict[str, str]
+    extensions: dict[str, str]
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -65,3 +81,19 @@ def checked_address(host: str, port: int, allow_hosts: Collection[str], allow_se
                     f"address. Add the host to {allow_setting} to allow it."
                 )
     return addresses[0]
+
+
+def pinned_url(url: object, allow_hosts: Collection[str], allow_setting: str) -> PinnedUrl:
+    """An http(s) URL with its host resolved and checked once, the connection sent to that checked address, so a
+    DNS answer that changes between the check and the connection (DNS rebinding) cannot redirect it."""
+    try:
+        parsed = httpx.URL(url) if isinstance(url, str) else None
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise NotAnHttpUrl(f"{url!r} is not an http:// or https:// URL with a host")
+    host = parsed.host.lower()
+    address = checked_address(host, parsed.port or (443 if parsed.scheme == "https" else 80), allow_hosts,
+                              allow_setting)  # fmt: skip
+    extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
+    return PinnedUrl(parsed.copy_with(host=str(address)), {"Host": parsed.netloc.decode("ascii")}, extensions)

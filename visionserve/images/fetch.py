@@ -9,7 +9,6 @@ changes between the check and the connection (DNS rebinding) cannot redirect the
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
 from urllib.parse import urljoin
 
 import httpx
@@ -17,17 +16,9 @@ import httpx
 from visionserve import __version__
 from visionserve.errors import InputImageError
 from visionserve.http_deadline import deadline, deadline_transport
-from visionserve.netpolicy import DestinationRefused, IPAddress, UnresolvableHost, checked_address
+from visionserve.netpolicy import DestinationRefused, NotAnHttpUrl, PinnedUrl, UnresolvableHost, pinned_url
 
 MAX_REDIRECTS = 5
-
-
-class _PinnedRequest(NamedTuple):
-    """A URL rewritten to the checked IP address, with the original Host header and TLS server name."""
-
-    url: httpx.URL
-    headers: dict[str, str]
-    extensions: dict[str, str]
 
 
 def _not_loaded(cause: str) -> InputImageError:
@@ -76,23 +67,11 @@ class UrlFetcher:
                 raise _not_loaded(f"{type(error).__name__}.") from None
         raise _not_loaded(f"more than {MAX_REDIRECTS} redirects.")
 
-    def _checked(self, url: str) -> _PinnedRequest:
+    def _checked(self, url: str) -> PinnedUrl:
         try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError):
-            parsed = None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-            raise InputImageError("Provided image URL is invalid: only http:// and https:// URLs with a host are accepted.")
-        host = parsed.host.lower()
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        address = self._resolve(host, port)
-        pinned = parsed.copy_with(host=str(address))
-        extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
-        return _PinnedRequest(pinned, {"Host": parsed.netloc.decode("ascii")}, extensions)
-
-    def _resolve(self, host: str, port: int) -> IPAddress:
-        try:
-            return checked_address(host, port, self.allow_hosts, "VISIONSERVE_URL_ALLOW_HOSTS")
+            return pinned_url(url, self.allow_hosts, "VISIONSERVE_URL_ALLOW_HOSTS")
+        except NotAnHttpUrl:
+            raise InputImageError("Provided image URL is invalid: only http:// and https:// URLs with a host are accepted.") from None
         except UnresolvableHost as error:
             raise _not_loaded(str(error)) from None
         except DestinationRefused as error:

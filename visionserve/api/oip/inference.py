@@ -42,8 +42,8 @@ def infer(service: InferenceService, call: ProtocolCall, max_body_bytes: int) ->
     is_images = _is_images(declared)
     wanted = _wanted_outputs(request, _output_names(model, is_images))
     if is_images:
-        if element_count(declared) > service.max_batch_images:
-            raise too_many_images(element_count(declared), service.max_batch_images)
+        if (count := element_count(declared)) > service.max_batch_images:
+            raise too_many_images(count, service.max_batch_images)
     else:
         raw.check_shape(model, declared, service.max_batch_images, service.images.limits.max_pixels)
     tensor = read_input(declared, binary)

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from visionserve import __version__
 from visionserve.http_deadline import deadline, deadline_transport
-from visionserve.netpolicy import DestinationRefused, UnresolvableHost, checked_address
+from visionserve.netpolicy import DestinationRefused, NotAnHttpUrl, PinnedUrl, UnresolvableHost, pinned_url
 from visionserve.workflows import kinds
 from visionserve.workflows.blocks.base import (
     BlockManifest, BlockSpec, Output, StepContext, StepInputs, per_element, selector,
@@ -68,26 +68,17 @@ class SinkRefused(Exception):
     """The URL is not one this server calls; the message says why."""
 
 
-def pinned_url(url: Any, allow_hosts: frozenset[str]) -> tuple[httpx.URL, dict[str, str], dict[str, str]]:
-    """The URL with its host replaced by the checked address, plus the Host header and TLS server name."""
+def checked_url(url: Any, allow_hosts: frozenset[str]) -> PinnedUrl:
+    """The URL pinned to its checked address, as image URLs are (`netpolicy.pinned_url`)."""
     try:
-        parsed = httpx.URL(url) if isinstance(url, str) else None
-    except httpx.InvalidURL:
-        parsed = None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-        raise SinkRefused(f"the URL {url!r} is not an http:// or https:// URL with a host.")
-    host = parsed.host.lower()
-    try:
-        address = checked_address(host, parsed.port or (443 if parsed.scheme == "https" else 80), allow_hosts,
-                                  "VISIONSERVE_URL_ALLOW_HOSTS")  # fmt: skip
+        return pinned_url(url, allow_hosts, "VISIONSERVE_URL_ALLOW_HOSTS")
+    except NotAnHttpUrl:
+        raise SinkRefused(f"the URL {url!r} is not an http:// or https:// URL with a host.") from None
     except (DestinationRefused, UnresolvableHost) as error:
         raise SinkRefused(f"the URL points to a network destination that is not allowed: {error}") from None
-    extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
-    return parsed.copy_with(host=str(address)), {"Host": parsed.netloc.decode("ascii")}, extensions
 
 
-def _send(request: httpx.Request, extensions: dict[str, str], timeout: float) -> tuple[bool, str]:
-    request.extensions.update(extensions)
+def _send(request: httpx.Request, timeout: float) -> tuple[bool, str]:
     try:
         with deadline(timeout):
             response = _client.send(request)
@@ -104,7 +95,7 @@ def _fields(values: dict[str, Any], operations: Operations) -> dict[str, Any]:
     return serialised_value(named_values(values, operations))
 
 
-def _request(step: WebhookSinkManifest, inputs: StepInputs, url: httpx.URL, host: dict[str, str]) -> httpx.Request:
+def _request(step: WebhookSinkManifest, inputs: StepInputs, target: PinnedUrl) -> httpx.Request:
     as_text = {name: str(value) for name, value in serialised_value(inputs["headers"]).items()}
     form = {name: str(v) for name, v in _fields(inputs["form_data"], step.form_data_operations).items()}
     multi_part = _fields(inputs["multi_part_data"], step.multi_part_data_operations)
@@ -113,8 +104,9 @@ def _request(step: WebhookSinkManifest, inputs: StepInputs, url: httpx.URL, host
     body: dict[str, Any] = {"files": parts, "data": form} if parts else {"data": form} if form else {}
     if payload and not parts and not form:
         body = {"json": payload}
-    return _client.build_request(step.method, url, params=serialised_value(inputs["query_parameters"]),
-                                 headers={**as_text, **host}, **body)  # fmt: skip
+    return _client.build_request(step.method, target.url, params=serialised_value(inputs["query_parameters"]),
+                                 headers={**as_text, **target.headers}, extensions=target.extensions,
+                                 **body)  # fmt: skip
 
 
 def _cooling(key: tuple[str, str], cooldown: float) -> bool:
@@ -137,19 +129,19 @@ def notify(step: WebhookSinkManifest, inputs: StepInputs, context: StepContext) 
     if inputs["disable_sink"] is True:
         return answer(False, "Sink was disabled by parameter `disable_sink`")
     try:
-        url, host, extensions = pinned_url(inputs["url"], context.url_allow_hosts)
+        target = checked_url(inputs["url"], context.url_allow_hosts)
     except SinkRefused as error:
         return answer(True, str(error))
     if _cooling((context.workflow_key, step.name), float(inputs["cooldown_seconds"])):
         return answer(False, "Sink cooldown applies", throttled=True)
-    request = _request(step, inputs, url, host)
+    request = _request(step, inputs, target)
     timeout = float(inputs["request_timeout"])
     if inputs["fire_and_forget"] is True:
         if not _background_slots.acquire(blocking=False):
             return answer(True, f"Not sent: {MAX_BACKGROUND} webhook notifications are already waiting or on their way")
-        _background.submit(_send, request, extensions, timeout).add_done_callback(lambda _: _background_slots.release())
+        _background.submit(_send, request, timeout).add_done_callback(lambda _: _background_slots.release())
         return answer(False, "Notification sent in the background task")
-    return answer(*_send(request, extensions, timeout))
+    return answer(*_send(request, timeout))
 
 
 BLOCK = BlockSpec(
