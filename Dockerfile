@@ -12,6 +12,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY visionserve ./visionserve
 RUN pip install . \
+    && pip install --no-deps trackers==2.6.1 \
     && rm -rf /src \
     && useradd --create-home --uid 10001 visionserve \
     && mkdir -p /data \

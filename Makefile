@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Roboflow's trackers (ByteTrack), without its opencv-python requirement: pyproject lists what it needs besides.
+TRACKERS := trackers==2.6.1
 # The test extras (pytest, schemathesis, playwright, scikit-image...): `make serve` never installs them.
 TEST_STAMP := $(VENV)/.installed-test
 # The official Roboflow client and supervision, for interoperability tests. Their pins (numpy<2.4,
@@ -32,6 +34,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --no-deps $(TRACKERS)
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)

@@ -82,7 +82,10 @@ def _images(name: str, values: list[Any], load: LoadImage) -> list[WorkflowImage
     specs = [_image_spec(name, value) for value in values]
     decoded = cpu_map(load, specs)
     ids = [name] if len(specs) == 1 else [f"{name}.[{index}]" for index in range(len(specs))]
-    return [WorkflowImage.input(image.pixels, image_id) for image, image_id in zip(decoded, ids)]
+    metadata = [value.get("video_metadata") if isinstance(value, Mapping) else None for value in values]
+    if any(meta is not None and not isinstance(meta, Mapping) for meta in metadata):
+        raise RuntimeInputError(f"Input {name!r}: an image's video_metadata must be a JSON object.")
+    return [WorkflowImage.input(image.pixels, image_id, meta) for image, image_id, meta in zip(decoded, ids, metadata)]
 
 
 def attach_video_metadata(inputs: RunInputs, declared: Mapping[str, WorkflowInput]) -> RunInputs:

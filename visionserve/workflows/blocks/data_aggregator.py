@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from visionserve.tracking.state import KeyedStates
 from visionserve.workflows import kinds
 from visionserve.workflows.blocks.base import (
     BlockManifest, BlockSpec, Output, StepContext, StepInputError, StepInputs, selector,
@@ -125,21 +126,11 @@ class _Aggregator:
             return result
 
 
-_aggregators: OrderedDict[tuple[str, str], _Aggregator] = OrderedDict()
-_aggregators_lock = threading.Lock()
-
-
-def _aggregator(key: tuple[str, str]) -> _Aggregator:
-    with _aggregators_lock:
-        aggregator = _aggregators.pop(key, None) or _Aggregator()
-        _aggregators[key] = aggregator
-        while len(_aggregators) > MAX_AGGREGATORS:
-            _aggregators.popitem(last=False)
-        return aggregator
+_aggregators: KeyedStates[_Aggregator] = KeyedStates(_Aggregator, MAX_AGGREGATORS)
 
 
 def aggregate(step: DataAggregatorManifest, batch: list[StepInputs], context: StepContext) -> list[dict[str, Any]]:
-    aggregator = _aggregator((context.workflow_key, step.name))
+    aggregator = _aggregators.get((context.workflow_key, step.name))
     return [aggregator.add(step, named_values(inputs["data"], step.data_operations)) for inputs in batch]
 
 
