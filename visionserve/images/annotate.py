@@ -49,8 +49,9 @@ def _draw_object(canvas: np.ndarray, prediction: Mapping[str, Any], stroke: int,
         _label(canvas, f"{prediction.get('class', '')} {prediction.get('confidence', 0.0):.2f}", *corner, color, stroke)
 
 
-def annotate(image: np.ndarray, response: Mapping[str, Any], stroke: int = 1, labels: bool = False) -> bytes:
-    """A JPEG of the image with the response's boxes, polygons and keypoints (and classes for classifiers)."""
+def draw(image: np.ndarray, response: Mapping[str, Any], stroke: int = 1, labels: bool = False) -> np.ndarray:
+    """A copy of the image with the response's boxes, polygons and keypoints (and classes for classifiers) drawn:
+    the one drawing of `format=image` answers and of annotated stream outputs."""
     canvas = image.copy()
     stroke = min(max(int(stroke), 1), 25)
     predictions = response.get("predictions")
@@ -61,7 +62,12 @@ def annotate(image: np.ndarray, response: Mapping[str, Any], stroke: int = 1, la
         _label(canvas, f"{response['top']} {response.get('confidence', 0.0):.2f}", 0, 30, PALETTE[0], stroke)
     elif isinstance(predictions, dict):
         _label(canvas, ", ".join(response.get("predicted_classes", [])), 0, 30, PALETTE[0], stroke)
-    ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    return canvas
+
+
+def annotate(image: np.ndarray, response: Mapping[str, Any], stroke: int = 1, labels: bool = False) -> bytes:
+    """A JPEG of the image with the response drawn on it (`draw`)."""
+    ok, jpeg = cv2.imencode(".jpg", draw(image, response, stroke, labels), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:  # pragma: no cover - OpenCV encodes any uint8 BGR image
         raise RuntimeError("JPEG encoding failed")
     return jpeg.tobytes()

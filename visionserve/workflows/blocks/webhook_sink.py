@@ -22,9 +22,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field
 
-from visionserve import __version__
-from visionserve.http_deadline import deadline, deadline_transport
-from visionserve.netpolicy import DestinationRefused, NotAnHttpUrl, PinnedUrl, UnresolvableHost, pinned_url
+from visionserve.netpolicy import PinnedUrl
 from visionserve.workflows import kinds
 from visionserve.workflows.blocks.base import (
     BlockManifest, BlockSpec, Output, StepContext, StepInputs, per_element, selector,
@@ -32,12 +30,11 @@ from visionserve.workflows.blocks.base import (
 from visionserve.workflows.blocks.expression import named_values
 from visionserve.workflows.operations.language import Operation
 from visionserve.workflows.serialize import serialised_value
+from visionserve.webhooks import SinkRefused, build_request, checked_url, send
 
 Values = dict[str, selector(kinds.WILDCARD) | str | int | float | bool | None | list | dict]  # type: ignore[valid-type]
 Operations = dict[str, list[Operation]]
 
-_client = httpx.Client(follow_redirects=False, trust_env=False, transport=deadline_transport(),
-                       headers={"User-Agent": f"visionserve/{__version__}"})  # fmt: skip
 MAX_BACKGROUND = 64
 MAX_COOLDOWNS = 4096
 _background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="visionserve-webhook")
@@ -64,33 +61,6 @@ class WebhookSinkManifest(BlockManifest):
     cooldown_seconds: float | selector(kinds.FLOAT) = Field(5.0, ge=0)  # type: ignore[valid-type]
 
 
-class SinkRefused(Exception):
-    """The URL is not one this server calls; the message says why."""
-
-
-def checked_url(url: Any, allow_hosts: frozenset[str]) -> PinnedUrl:
-    """The URL pinned to its checked address, as image URLs are (`netpolicy.pinned_url`)."""
-    try:
-        return pinned_url(url, allow_hosts, "VISIONSERVE_URL_ALLOW_HOSTS")
-    except NotAnHttpUrl:
-        raise SinkRefused(f"the URL {url!r} is not an http:// or https:// URL with a host.") from None
-    except (DestinationRefused, UnresolvableHost) as error:
-        raise SinkRefused(f"the URL points to a network destination that is not allowed: {error}") from None
-
-
-def _send(request: httpx.Request, timeout: float) -> tuple[bool, str]:
-    try:
-        with deadline(timeout):
-            response = _client.send(request)
-    except httpx.TimeoutException:
-        return True, f"the webhook did not answer within {timeout:g} s."
-    except httpx.HTTPError as error:
-        return True, f"the webhook could not be reached ({type(error).__name__})."
-    if response.status_code >= 400:
-        return True, f"the webhook answered HTTP {response.status_code}."
-    return False, "Notification sent successfully"
-
-
 def _fields(values: dict[str, Any], operations: Operations) -> dict[str, Any]:
     return serialised_value(named_values(values, operations))
 
@@ -104,9 +74,7 @@ def _request(step: WebhookSinkManifest, inputs: StepInputs, target: PinnedUrl) -
     body: dict[str, Any] = {"files": parts, "data": form} if parts else {"data": form} if form else {}
     if payload and not parts and not form:
         body = {"json": payload}
-    return _client.build_request(step.method, target.url, params=serialised_value(inputs["query_parameters"]),
-                                 headers={**as_text, **target.headers}, extensions=target.extensions,
-                                 **body)  # fmt: skip
+    return build_request(step.method, target, as_text, params=serialised_value(inputs["query_parameters"]), **body)
 
 
 def _cooling(key: tuple[str, str], cooldown: float) -> bool:
@@ -139,9 +107,9 @@ def notify(step: WebhookSinkManifest, inputs: StepInputs, context: StepContext) 
     if inputs["fire_and_forget"] is True:
         if not _background_slots.acquire(blocking=False):
             return answer(True, f"Not sent: {MAX_BACKGROUND} webhook notifications are already waiting or on their way")
-        _background.submit(_send, request, timeout).add_done_callback(lambda _: _background_slots.release())
+        _background.submit(send, request, timeout).add_done_callback(lambda _: _background_slots.release())
         return answer(False, "Notification sent in the background task")
-    return answer(*_send(request, timeout))
+    return answer(*send(request, timeout))
 
 
 BLOCK = BlockSpec(
