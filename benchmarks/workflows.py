@@ -29,12 +29,12 @@ import orjson
 from rich.console import Console
 
 from benchmarks.target import Target
-from visionserve.api.routes.workflows import workflow_limits
 from visionserve.api.state import ServerState
 from visionserve.config import Settings
 from visionserve.models.inspect import ManifestOverrides, import_model
 from visionserve.models.store import ModelStore
 from visionserve.server_process import ServerProcess
+from visionserve.workflows.limits import WorkflowLimits
 from visionserve.workflows.runner import WorkflowRun, run_workflow
 
 console = Console(width=130)
@@ -161,7 +161,7 @@ def engine_cpu_target(home: Path, runs: int = 200) -> Target:
 
     service.run = excluding(service.run)  # type: ignore[method-assign]
     service.images.load = excluding(service.images.load)  # type: ignore[method-assign]
-    spec, limits = definition(True), workflow_limits(settings)
+    spec, limits = definition(True), WorkflowLimits.of(settings)
     inputs = {"image": _b64(IMAGE.read_bytes())}
     try:
         for _ in range(10):

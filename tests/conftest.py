@@ -163,19 +163,23 @@ def ground_truth() -> dict[str, dict]:
     return json.loads((FIXTURES / "images" / "ground_truth.json").read_text())
 
 
-@pytest.fixture(scope="session")
-def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server whose store holds every fixture model (added as `visionserve models add` does), plus the
+def fixture_models_home(home: Path) -> Path:
+    """A home whose store holds every fixture model (added as `visionserve models add` does), plus the
     classifier again as a multi-label model."""
     from visionserve.models.inspect import ManifestOverrides, import_model
     from visionserve.models.store import ModelStore
 
-    home = tmp_path_factory.mktemp("fixture-home")
     store = ModelStore(home / "models")
     for model_id, file_name in FIXTURE_MODELS.items():
         import_model(store, FIXTURES / "models" / file_name, model_id, ManifestOverrides())
     import_model(store, FIXTURES / "models" / "shapes-classify.onnx", "shapes-multilabel/1",
                  ManifestOverrides(multilabel=True))
-    running = Server(home).start()
+    return home
+
+
+@pytest.fixture(scope="session")
+def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose store holds every fixture model (`fixture_models_home`)."""
+    running = Server(fixture_models_home(tmp_path_factory.mktemp("fixture-home"))).start()
     yield running
     running.stop()

@@ -112,6 +112,8 @@ def test_every_route_is_served_through_ray(ray_app: RayServeProcess) -> None:
         assert unknown.status_code == 404 and "no-such/1" in unknown.json()["message"]
         assert detect(http, "bad id").status_code == 400
         assert len(detect(http, NUDENET).headers.get_list("x-request-id")) == 1
+        pipeline = http.post("/inference_pipelines/initialise", json={"model_id": NUDENET, "video_reference": 0})
+        assert pipeline.status_code == 501 and "visionserve serve" in pipeline.json()["message"]
 
 
 def forward_passes(metrics: str) -> float:

@@ -119,10 +119,24 @@ class Settings(BaseSettings):
     workflow_max_model_passes: int = Field(
         4096, ge=1, description="Model inferences (one model on one image or crop) one workflow request may run."
     )
+    stream_file_roots: CommaList = Field(
+        default_factory=list,
+        description="Folders whose video files, image folders and devices server-side pipelines may read; none: no "
+        "local sources.",
+    )
+    max_pipelines: int = Field(8, ge=0, description="Stream pipelines running at once (ended ones do not count).")
+    max_sources_per_pipeline: int = Field(8, ge=1, description="Video sources one pipeline may read together.")
+    stream_buffer_frames: int = Field(
+        64, ge=1, le=1024, description="Most decoded frames one source holds (a pipeline's memory stays bounded)."
+    )
+    stream_results_buffer: int = Field(
+        1024, ge=1, description="Most unconsumed results a pipeline may be asked to keep (results_buffer_size)."
+    )
+    stream_decode_threads: int = Field(1, ge=1, le=8, description="Decoder threads per video source.")
 
     @field_validator(
         "execution_providers", "url_allow_hosts", "weights_api_allow_hosts", "preload_models", "cors_origins",
-        mode="before",
+        "stream_file_roots", mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:

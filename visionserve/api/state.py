@@ -42,6 +42,7 @@ from visionserve.models.weights_api import WeightsApi, WeightsApiLimits
 from visionserve.runtime.cores import CoreBudget
 from visionserve.runtime.onnx_model import RuntimeOptions
 from visionserve.runtime.threads import ThreadPlan, available_cores, keep_opencv_to_its_caller, plan_threads
+from visionserve.streams.manager import PipelineManager
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -84,6 +85,10 @@ class ServerState:
     server_id: str = field(default_factory=_server_id)
     ready: bool = False
     in_flight: int = 0  # inference jobs accepted and not finished (event loop thread only)
+    pipelines: PipelineManager = field(init=False)  # stream pipelines (/inference_pipelines/*)
+
+    def __post_init__(self) -> None:
+        self.pipelines = PipelineManager(self.settings.max_pipelines)
 
     @classmethod
     def build(cls, settings: Settings) -> ServerState:
@@ -203,6 +208,7 @@ class ServerState:
         self.ready = True
 
     def close(self) -> None:
+        self.pipelines.terminate_all()
         self.executor.shutdown(wait=True)
         self.fetcher.close()
         if self.weights_api is not None:

@@ -44,12 +44,12 @@ def workflows_add(
 ) -> None:
     """Compile a definition (as the server would, running nothing) and save it, for
     `POST /{workspace}/workflows/{id}` (any workspace name)."""
-    from visionserve.api.routes.workflows import workflow_limits  # the server's caps; loaded only here (slow)
-    from visionserve.workflows.compiler import compile_definition
+    from visionserve.workflows.compiler import compile_definition  # loaded only here (slow)
+    from visionserve.workflows.limits import WorkflowLimits
 
     try:
         definition = parse_definition(path.read_bytes())
-        compile_definition(definition, workflow_limits(Settings()))
+        compile_definition(definition, WorkflowLimits.of(Settings()))
         saved = _saved().add(workflow_id, definition, replace=force)
     except VisionServeError as error:
         raise fail(error.message) from None

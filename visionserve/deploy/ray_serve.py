@@ -51,8 +51,13 @@ from visionserve.config import Settings
 from visionserve.core import ImageResult, InferenceJob, InferenceService
 from visionserve.errors import ClientClosedRequest, ServiceUnavailableError, VisionServeError
 from visionserve.models.ids import validate_model_id
+from visionserve.streams.manager import PipelineManager
 
 BUILDER_IMPORT_PATH = "visionserve.deploy.ray_serve:build_app"
+RAY_PIPELINES = (
+    "Stream pipelines do not run under the Ray Serve deployment (a pipeline is a long-lived thread holding its "
+    "sources, and the control routes would have to reach the replica running it): run `visionserve serve` for them."
+)
 LOAD_LOG_MARKER = "visionserve-model-load"  # one line per model load in a worker replica's Serve log
 SHARED_ENV_PREFIXES = ("VISIONSERVE_", "ROBOFLOW_API_KEY")
 # Keys: handed to replicas as constructor arguments, never as runtime_env variables, which Ray's dashboard, its state
@@ -259,6 +264,7 @@ class IngressReplica:
         app = create_app(Settings(inference_threads=self._threads, preload_models=[]))
         state: ServerState = app.state.visionserve
         state.service = ClusterInference(state.service, self._workers, asyncio.get_running_loop())
+        state.pipelines = PipelineManager(0, RAY_PIPELINES)
         app.add_middleware(WithoutRequestIdHeader)
         return app
 

@@ -26,6 +26,7 @@ from visionserve.sdk.errors import (
     WrongClientModeError,
 )
 from visionserve.sdk.inputs import EncodedImage, encode, flatten, rescale
+from visionserve.sdk.pipelines import PipelineCalls
 from visionserve.sdk.workflows import WorkflowCall, decode_image, decode_outputs, save_profiler_trace
 
 V0, V1 = "v0", "v1"
@@ -65,7 +66,7 @@ def _api_message(response: httpx.Response) -> str:
     return response.text
 
 
-class InferenceHTTPClient:
+class InferenceHTTPClient(PipelineCalls):
     """A client for visionserve and the Roboflow Inference server.
 
     `infer` returns the server's JSON as plain dicts (a list for a list of images), so

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from visionserve.workflows.errors import WorkflowLimitError
 
@@ -13,6 +14,12 @@ class WorkflowLimits:
     max_steps: int = 64
     max_crops_per_image: int = 256
     max_model_passes: int = 4096  # one model on one image or crop is one pass
+
+    @classmethod
+    def of(cls, settings: Any) -> WorkflowLimits:
+        """The caps a server's settings name (VISIONSERVE_WORKFLOW_MAX_*)."""
+        return cls(settings.workflow_max_steps, settings.workflow_max_crops_per_image,
+                   settings.workflow_max_model_passes)  # fmt: skip
 
     def check_steps(self, count: int) -> None:
         if count > self.max_steps:

@@ -38,6 +38,7 @@ class WorkflowRun:
     excluded_fields: frozenset[str] = frozenset()
     enable_profiling: bool = False
     api_key: str | None = None  # only ever forwarded to the weights API
+    state_key: str = ""  # keeps blocks' state across runs apart per owner (a stream pipeline), beside the definition
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
@@ -67,7 +68,8 @@ class ModelCalls:
     @functools.cached_property
     def workflow_key(self) -> str:
         """The definition's digest: what blocks keeping state across runs (the data aggregator) key it by."""
-        return hashlib.sha256(json.dumps(self.run.definition, sort_keys=True, default=str).encode()).hexdigest()
+        digest = hashlib.sha256(json.dumps(self.run.definition, sort_keys=True, default=str).encode()).hexdigest()
+        return f"{self.run.state_key}/{digest}" if self.run.state_key else digest
 
     def context(self, step: str, limits: WorkflowLimits) -> StepContext:
         return StepContext(

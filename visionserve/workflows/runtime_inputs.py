@@ -7,8 +7,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from visionserve.images.decode import DecodedImage
-from visionserve.images.sources import ImageSpec
+from visionserve.images.sources import DECODED, ImageSpec
 from visionserve.runtime.parallel import cpu_map
 from visionserve.workflows.definition import ImageInput, ParameterInput, VideoMetadataInput, WorkflowInput
 from visionserve.workflows.errors import RuntimeInputError
@@ -32,6 +34,10 @@ def _image_spec(name: str, value: object) -> ImageSpec:
             f"Input {name!r} must be an image: {{\"type\": \"base64\" | \"url\", \"value\": ...}}, or a list of them."
         )
     kind = str(value["type"]).lower()
+    if kind == "numpy_object":  # a decoded frame handed over in-process (stream pipelines), as the reference does
+        if not isinstance(value["value"], np.ndarray):
+            raise RuntimeInputError(f"Input {name!r}: a numpy_object image is only for frames passed in-process.")
+        return ImageSpec(DECODED, value["value"])
     if kind not in ("base64", "url", "numpy"):
         raise RuntimeInputError(f"Input {name!r} has image type {value['type']!r}; use 'base64' or 'url'.")
     return ImageSpec(kind, value["value"])

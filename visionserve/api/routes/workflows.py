@@ -20,7 +20,6 @@ from visionserve.api.body import OffLoopBodyRoute
 from visionserve.api.keys import json_route_key
 from visionserve.api.schemas import ErrorResponse
 from visionserve.api.state import ServerState
-from visionserve.config import Settings
 from visionserve.workflows.describe import EXECUTION_ENGINE_VERSIONS, blocks_description, definition_schema
 from visionserve.workflows.errors import WorkflowError
 from visionserve.workflows.limits import WorkflowLimits
@@ -62,12 +61,6 @@ class DefinitionBody(RootModel[dict[str, Any]]):
     """A workflow definition, as the body of /workflows/validate."""
 
 
-def workflow_limits(settings: Settings) -> WorkflowLimits:
-    return WorkflowLimits(
-        settings.workflow_max_steps, settings.workflow_max_crops_per_image, settings.workflow_max_model_passes
-    )
-
-
 def _error(error: WorkflowError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
 
@@ -96,7 +89,7 @@ async def _run(request: Request, body: _RunFields, definition: Any) -> Response:
 
 
 def _run_to_json(state: ServerState, run: WorkflowRun) -> bytes:
-    response = run_workflow(state.service, run, workflow_limits(state.settings), state.executor)
+    response = run_workflow(state.service, run, WorkflowLimits.of(state.settings), state.executor)
     return orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
@@ -135,7 +128,7 @@ _add_saved_route(
 
 async def _validate(body: DefinitionBody, request: Request) -> Response:
     state: ServerState = request.app.state.visionserve
-    limits = workflow_limits(state.settings)
+    limits = WorkflowLimits.of(state.settings)
 
     async def compiled() -> Response:
         await state.in_worker(compile_plan, body.root, limits)

@@ -1,0 +1,70 @@
+"""`visionserve stream`: a model on a video file, camera or stream URL, in this process (no server), with a live
+progress line, optional tracking and outputs; Ctrl-C stops it cleanly."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from visionserve.cli.common import OFF, Shown, errors, fail
+from visionserve.errors import VisionServeError
+
+PROGRESS_EVERY_S = 0.5
+
+
+def _reference(source: str) -> str | int:
+    """A bare number is a camera index, as the reference takes it."""
+    return int(source) if source.isdigit() else source
+
+
+def _progress(report: dict[str, Any], elapsed: float) -> str:
+    sources = report["sources"]
+    inferred = sum(item["frames_inferred"] for item in sources)
+    dropped = sum(item.get("frames_dropped") or 0 for item in sources)
+    fps = sum(item["fps"] or 0 for item in sources)
+    latencies = [item["latency_p50_s"] for item in sources if item["latency_p50_s"] is not None]
+    latency = f"{max(latencies) * 1000:.0f} ms" if latencies else "-"
+    return (f"{report['state'].lower():<12} {elapsed:6.1f} s  frames {inferred:>6}  {fps:5.1f} fps  "
+            f"latency p50 {latency:>7}  dropped {dropped}")  # fmt: skip
+
+
+def stream(
+    source: Annotated[str, typer.Argument(help="A video file, an rtsp:// / http(s):// stream URL, or a camera index.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="The model to run on every frame.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write an annotated video (mp4) here.",
+                                                default_factory=Shown("none"))],  # fmt: skip
+    jsonl: Annotated[Path | None, typer.Option("--jsonl", help="Write one JSON line per frame here.",
+                                               default_factory=Shown("none"))],  # fmt: skip
+    track: Annotated[bool, typer.Option("--track", help="Track objects (ByteTrack): tracker_id per box.",
+                                        default_factory=OFF)],  # fmt: skip
+    max_fps: Annotated[float | None, typer.Option("--max-fps", min=0.1, help="Infer at most this many frames a second.",
+                                                  default_factory=Shown("no limit"))],  # fmt: skip
+    confidence: Annotated[float | None, typer.Option("--confidence", min=0.0, max=1.0, help="Lowest confidence kept.",
+                                                     default_factory=Shown("the model's"))],  # fmt: skip
+) -> None:
+    """Run a model on a video or stream and print a live progress line (state, frames, FPS, latency, dropped)."""
+    from visionserve.streams.inprocess import InferencePipeline  # the server's parts: loaded only here
+
+    outputs = {"video": str(output) if output else None, "jsonl": str(jsonl) if jsonl else None}
+    try:
+        pipeline = InferencePipeline.init(video_reference=_reference(source), model_id=model, max_fps=max_fps,
+                                          confidence=confidence, track=track, outputs=outputs)  # fmt: skip
+    except VisionServeError as error:
+        raise fail(error.message) from None
+    began = time.monotonic()
+    pipeline.start(use_main_thread=False)
+    try:
+        while not pipeline.pipeline.finished:
+            time.sleep(PROGRESS_EVERY_S)
+            errors.print(_progress(pipeline.report(), time.monotonic() - began), end="\r", highlight=False)
+        pipeline.join()
+    except KeyboardInterrupt:
+        errors.print("\nstopping…", highlight=False)
+        pipeline.terminate()
+    report = pipeline.report()
+    errors.print(_progress(report, time.monotonic() - began), highlight=False)
+    if report["state"] == "ERROR" or report["last_error"]:
+        raise fail(report["last_error"] or "the pipeline failed")
