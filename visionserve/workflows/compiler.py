@@ -94,29 +94,11 @@ class _Compiler:
 
     def validate_steps(self) -> None:
         for position, raw in enumerate(self.definition.steps):
-            name = raw.get("name")
-            if not isinstance(name, str) or not name:
-                raise WorkflowSyntaxError(f"Step number {position + 1} has no `name`.")
-            if name in self.raw_steps:
-                raise WorkflowSyntaxError("Two steps have this name.", name, "name")
-            type_id = raw.get("type")
-            block = block_for(type_id) if isinstance(type_id, str) else None
-            if block is None:
-                raise WorkflowSyntaxError(
-                    f"unknown block type {type_id!r}. This server has: {', '.join(known_types())} (and their "
-                    "aliases; GET /workflows/blocks/describe lists them).", name, "type",
-                )  # fmt: skip
-            for field, spec in selector_kinds(block.manifest).items():  # a clearer word than the pattern's
-                for text in selectors_in(raw.get(field)):
-                    parse_selector(text, name, field)
-            try:
-                manifest = block.manifest.model_validate(raw)
-            except ValidationError as error:
-                problem = error.errors(include_url=False)[0]
-                field = str(problem["loc"][0]) if problem["loc"] else None
-                raise WorkflowSyntaxError(f"{problem['msg']}.", name, field, type_id) from None
-            self.raw_steps[name] = raw
-            self.manifests[name] = (block, manifest)
+            block, manifest = checked_step(raw, position)
+            if manifest.name in self.raw_steps:
+                raise WorkflowSyntaxError("Two steps have this name.", manifest.name, "name")
+            self.raw_steps[manifest.name] = raw
+            self.manifests[manifest.name] = (block, manifest)
 
     def find_gates(self) -> None:
         for name, (block, manifest) in self.manifests.items():
@@ -266,6 +248,29 @@ class _Compiler:
                 level = step.output_level
             outputs.append(CompiledOutput(declared.name, selector, declared.coordinates_system == "parent", level))
         return tuple(outputs)
+
+
+def checked_step(raw: dict[str, Any], position: int = 0) -> tuple[BlockSpec, BlockManifest]:
+    """One step's block and validated manifest (its selectors' syntax checked, not what they name)."""
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise WorkflowSyntaxError(f"Step number {position + 1} has no `name`.")
+    type_id = raw.get("type")
+    block = block_for(type_id) if isinstance(type_id, str) else None
+    if block is None:
+        raise WorkflowSyntaxError(
+            f"unknown block type {type_id!r}. This server has: {', '.join(known_types())} (and their "
+            "aliases; GET /workflows/blocks/describe lists them).", name, "type",
+        )  # fmt: skip
+    for field in selector_kinds(block.manifest):  # a clearer word than the pattern's
+        for text in selectors_in(raw.get(field)):
+            parse_selector(text, name, field)
+    try:
+        return block, block.manifest.model_validate(raw)
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]
+        field = str(problem["loc"][0]) if problem["loc"] else None
+        raise WorkflowSyntaxError(f"{problem['msg']}.", name, field, type_id) from None
 
 
 def _parsed(value: Any) -> Any:

@@ -22,6 +22,7 @@ from visionserve.api.schemas import ErrorResponse
 from visionserve.api.state import ServerState
 from visionserve.workflows.describe import EXECUTION_ENGINE_VERSIONS, blocks_description, definition_schema
 from visionserve.workflows.errors import WorkflowError
+from visionserve.workflows.interface import describe_interface, step_outputs
 from visionserve.workflows.limits import WorkflowLimits
 from visionserve.workflows.runner import WorkflowRun, compile_plan, run_workflow
 from visionserve.workflows.saved import SavedWorkflows
@@ -140,6 +141,61 @@ async def _validate(body: DefinitionBody, request: Request) -> Response:
 router.add_api_route(
     "/workflows/validate", _validate, methods=["POST"], responses=RESPONSES, route_class_override=OffLoopBodyRoute,
     summary="Compile a workflow definition without running it: {status: ok}, or the first problem",
+)  # fmt: skip
+
+
+class _InterfaceRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    api_key: str | None = None
+    specification: dict[str, Any]
+
+
+async def _describe_interface(body: _InterfaceRequest, request: Request) -> Response:
+    state: ServerState = request.app.state.visionserve
+    limits = WorkflowLimits.of(state.settings)
+
+    async def described() -> Response:
+        plan = await state.in_worker(compile_plan, body.specification, limits)
+        return JSONResponse(describe_interface(plan))
+
+    return await _answered(described)
+
+
+router.add_api_route(
+    "/workflows/describe_interface", _describe_interface, methods=["POST"], responses=RESPONSES,
+    route_class_override=OffLoopBodyRoute, summary="A definition's inputs and outputs, with their kinds",
+)  # fmt: skip
+
+
+async def _describe_saved_interface(request: Request, workspace_name: str, workflow_id: str) -> Response:
+    """`workspace_name` is the vendor's notion: saved definitions are keyed by id alone."""
+    state: ServerState = request.app.state.visionserve
+    limits = WorkflowLimits.of(state.settings)
+
+    async def described() -> Response:
+        saved = await state.in_worker(SavedWorkflows(state.settings.home).get, workflow_id)
+        return JSONResponse(describe_interface(await state.in_worker(compile_plan, saved.definition, limits)))
+
+    return await _answered(described)
+
+
+router.add_api_route(
+    "/{workspace_name}/workflows/{workflow_id}/describe_interface", _describe_saved_interface, methods=["POST"],
+    responses=RESPONSES, summary="A saved definition's inputs and outputs, with their kinds",
+)  # fmt: skip
+
+
+async def _dynamic_outputs(body: DefinitionBody) -> Response:
+    async def listed() -> Response:
+        return JSONResponse(step_outputs(body.root))
+
+    return await _answered(listed)
+
+
+router.add_api_route(
+    "/workflows/blocks/dynamic_outputs", _dynamic_outputs, methods=["POST"], responses=RESPONSES,
+    summary="The outputs (name, kinds) a step with this manifest would have",
 )  # fmt: skip
 
 
