@@ -211,3 +211,21 @@ def test_multi_label_classification_step(fixture_server: Server, http: httpx.Cli
     assert output["tags"]["predictions"]["predicted_classes"] == direct["predicted_classes"]
     assert output["tags"]["predictions"]["predictions"] == direct["predictions"]
     assert set(output["tags"]) == {"inference_id", "predictions", "model_id"}
+
+
+@pytest.mark.parametrize(("mode", "custom", "expected"), [("custom", 0.9, 0.9), ("default", 0.9, "default")])
+def test_v3_model_steps_choose_confidence_by_mode(http: httpx.Client, mode: str, custom: float, expected: object):
+    steps = [detector(type_id="roboflow_core/roboflow_object_detection_model@v3", confidence_mode=mode,
+                      custom_confidence=custom),
+             detector(name="seg", type_id="roboflow_core/roboflow_instance_segmentation_model@v3",
+                      model="shapes-segment/1", confidence_mode=mode, custom_confidence=custom)]  # fmt: skip
+    spec = workflow(steps, {"dets": "$steps.det.predictions", "masks": "$steps.seg.predictions"})
+    image = DETECT[0].read_bytes()
+    body = {"specification": spec, "inputs": {"image": {"type": "base64", "value": b64(image)}}}
+    response = http.post("/workflows/run", json=body)
+    assert response.status_code == 200, response.text
+    (output,) = response.json()["outputs"]
+    direct = infer(http, "object_detection", "shapes-detect/1", image, confidence=expected)
+    assert boxes(output["dets"]["predictions"]) == without_ids(direct) and direct["predictions"]
+    segmented = infer(http, "instance_segmentation", "shapes-segment/1", image, confidence=expected)
+    assert [p["class"] for p in output["masks"]["predictions"]] == [p["class"] for p in segmented["predictions"]]

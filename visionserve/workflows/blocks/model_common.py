@@ -41,6 +41,24 @@ class DetectionManifest(ModelManifest):
     max_candidates: int | selector(kinds.INTEGER) = 3000  # type: ignore[valid-type]
 
 
+class DetectionV3Manifest(DetectionManifest):
+    """v3 names how confidence is chosen: the model's own (`best`, `default`: the model's default threshold, as
+    `/infer` takes those keywords) or `custom_confidence`."""
+
+    confidence_mode: Literal["best", "default", "custom"] | selector(kinds.STRING) = "best"  # type: ignore[valid-type]
+    custom_confidence: float | selector(kinds.FLOAT_ZERO_TO_ONE, kinds.FLOAT) = 0.4  # type: ignore[valid-type]
+
+
+def _core_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A step's options as the core takes them: v3's confidence mode becomes `confidence`."""
+    if "confidence_mode" not in options:
+        return options
+    options = dict(options)
+    mode, custom = options.pop("confidence_mode"), options.pop("custom_confidence")
+    options["confidence"] = custom if mode == "custom" else mode
+    return options
+
+
 _NOT_OPTIONS = frozenset({"type", "name", "images", "model_id", "disable_active_learning",
                           "active_learning_target_dataset"})  # fmt: skip
 
@@ -62,7 +80,7 @@ def model_run(task: Task, shape: Callable[[dict[str, Any], StepInputs], StepOutp
         outputs: list[StepOutputs | None] = [None] * len(batch)
         for indices in _grouped_by_options(batch).values():
             first = batch[indices[0]]
-            options = {name: value for name, value in first.items() if name not in _NOT_OPTIONS}
+            options = _core_options({name: value for name, value in first.items() if name not in _NOT_OPTIONS})
             images = [batch[index]["images"] for index in indices]
             answers = context.infer(str(first["model_id"]), images, options, task)
             for index, answer in zip(indices, answers):
@@ -86,11 +104,13 @@ def shape_detections(answer: dict[str, Any], inputs: StepInputs) -> StepOutputs:
 
 
 def detection_blocks(
-    task: Task, kind: str, v1: type[BlockManifest], v2: type[BlockManifest], human_name: str
+    task: Task, kind: str, v1: type[BlockManifest], v2: type[BlockManifest], human_name: str,
+    *later: type[BlockManifest],
 ) -> tuple[BlockSpec, ...]:
-    """The @v1 (no `model_id` output) and @v2 blocks of a detections-making model task."""
+    """The @v1 (no `model_id` output), @v2 and any later blocks of a detections-making model task."""
     run = model_run(task, shape_detections)
     return (
+        *(BlockSpec(manifest, detections_outputs(kind, True), run, human_name=human_name) for manifest in later),
         BlockSpec(v2, detections_outputs(kind, True), run, human_name=human_name),
         BlockSpec(v1, detections_outputs(kind, False), run, human_name=human_name),
     )

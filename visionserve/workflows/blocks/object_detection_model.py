@@ -6,7 +6,11 @@ from typing import Literal
 
 from visionserve.models.manifest import Task
 from visionserve.workflows import kinds
-from visionserve.workflows.blocks.model_common import DetectionManifest, detection_blocks
+from visionserve.workflows.blocks.model_common import DetectionManifest, DetectionV3Manifest, detection_blocks
+
+
+class ObjectDetectionV3(DetectionV3Manifest):
+    type: Literal["roboflow_core/roboflow_object_detection_model@v3"]
 
 
 class ObjectDetectionV2(DetectionManifest):
@@ -19,5 +23,6 @@ class ObjectDetectionV1(DetectionManifest):
 
 
 BLOCKS = detection_blocks(
-    Task.OBJECT_DETECTION, kinds.OBJECT_DETECTION, ObjectDetectionV1, ObjectDetectionV2, "Object Detection Model"
+    Task.OBJECT_DETECTION, kinds.OBJECT_DETECTION, ObjectDetectionV1, ObjectDetectionV2, "Object Detection Model",
+    ObjectDetectionV3,
 )
