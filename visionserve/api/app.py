@@ -21,7 +21,9 @@ from visionserve.api.errors import install_error_handlers
 from visionserve.api.limits import BodySizeLimit
 from visionserve.api.offline_docs import docs_paths, documented_app
 from visionserve.api.oip.errors import ProtocolErrors
-from visionserve.api.routes import inference_pipelines, infer, legacy, models, oip, playground, service, workflows
+from visionserve.api.routes import (
+    inference_pipelines, infer, legacy, models, oip, playground, service, stream_uploads, workflows,
+)  # fmt: skip
 from visionserve.api.security_headers import NoSniff
 from visionserve.api.state import ServerState
 from visionserve.config import Settings
@@ -108,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(workflows.router)  # before legacy: /workflows/run and /infer/workflows are two segments
     app.include_router(inference_pipelines.router)  # before legacy: /inference_pipelines/list is two segments
+    app.include_router(stream_uploads.router)
     app.include_router(playground.router)
     playground.mount_playground(app)
     app.include_router(legacy.router)  # last: its two-segment path would shadow any route added after it

@@ -1,6 +1,6 @@
 // The playground: pick a model, send an image to its /infer route, draw the answer over the image.
 // Plain browser JavaScript (an ES module, strict by itself), no build step and nothing loaded from elsewhere.
-// workflow.js adds the Workflow mode with the helpers exported here.
+// workflow.js and stream.js add the Workflow and Stream modes with the helpers exported here.
 
 const PALETTE = ["#4892EA", "#00EEC3", "#FE4EF0", "#F4004E", "#FA7200", "#EEEE17", "#90FF00", "#78C1D2", "#8C29FF"];
 const SVG = "http://www.w3.org/2000/svg";
@@ -16,13 +16,14 @@ let shown = null; // the last answer drawn, redrawn when the displayed image cha
 // What Run does in each mode (the checked input[name=mode]); workflow.js adds its own.
 export const runners = { model: runModel };
 
-function authHeaders() {
+export function authHeaders() {
   const key = sessionStorage.getItem(KEY_STORAGE);
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
-// Fetch JSON; a 401/403 opens the key form and a non-2xx answer throws the server's message.
-async function api(path, options = {}) {
+// Fetch JSON; a 401/403 opens the key form and a non-2xx answer throws the server's message. `policy403` marks a
+// route whose 403 may be a policy's refusal (a stream URL) rather than the key's: only a 401 opens the form there.
+export async function api(path, { policy403 = false, ...options } = {}) {
   const response = await fetch(path, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
   const text = await response.text();
   let body;
@@ -31,7 +32,7 @@ async function api(path, options = {}) {
   } catch {
     body = { message: text || response.statusText };
   }
-  if (response.status === 401 || response.status === 403) askForKey(body.message);
+  if (response.status === 401 || (response.status === 403 && !policy403)) askForKey(body.message);
   if (!response.ok) throw new Error(`${response.status}: ${body.message || response.statusText}`);
   return { body, response };
 }
@@ -51,7 +52,7 @@ function useKey(key) {
   loadModels();
 }
 
-function showError(message) {
+export function showError(message) {
   $("error").textContent = message;
   $("error").hidden = !message;
 }
@@ -84,7 +85,7 @@ function firstChoice(body) {
   return candidates.find((id) => catalog.has(id)) || kept?.model_id || "";
 }
 
-function selectedModel() {
+export function selectedModel() {
   return catalog.get($("model").value);
 }
 
@@ -132,7 +133,14 @@ export function clearResult() {
 }
 
 function requestBody(model) {
-  const body = { model_id: model.model_id, image, confidence: Number($("confidence").value) };
+  const body = { model_id: model.model_id, image, ...taskOptions(model) };
+  if (model.task_type === "keypoint-detection") body.keypoint_confidence = Number($("keypoint-confidence").value);
+  return body;
+}
+
+// The Options that apply to the model's task, but for keypoint confidence (the Stream mode sends these too).
+export function taskOptions(model) {
+  const body = { confidence: Number($("confidence").value) };
   if (model.task_type !== "classification") {
     body.iou_threshold = Number($("iou").value);
     body.max_detections = Number($("max-detections").value);
@@ -140,7 +148,6 @@ function requestBody(model) {
     const classes = $("class-filter").value.split(",").map((name) => name.trim()).filter(Boolean);
     if (classes.length) body.class_filter = classes;
   }
-  if (model.task_type === "keypoint-detection") body.keypoint_confidence = Number($("keypoint-confidence").value);
   return body;
 }
 

@@ -186,7 +186,7 @@ function drawnOver(result) {
 
 function showMode(mode) {
   for (const section of document.querySelectorAll("[data-mode]")) {
-    const hidden = section.dataset.mode !== mode;
+    const hidden = !section.dataset.mode.split(" ").includes(mode);
     section.toggleAttribute("data-hidden-by-mode", hidden);
     section.disabled = hidden; // a hidden section's fields are neither checked nor sent
   }
