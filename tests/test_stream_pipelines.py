@@ -215,3 +215,15 @@ def test_terminate_while_connecting_and_the_pipeline_cap(http: httpx.Client) -> 
             assert http.post(f"/inference_pipelines/{pipeline_id}/terminate").status_code == 200
             assert time.monotonic() - began < 8
     assert not set(ids) & set(http.get("/inference_pipelines/list").json()["pipelines"])
+
+
+def test_every_pipeline_route_needs_the_key_when_keys_are_set(start_server) -> None:
+    keyed = start_server({"VISIONSERVE_API_KEYS": "sesame"})
+    with keyed.client() as http:
+        for method, path in [("GET", "/inference_pipelines/list"), ("GET", "/inference_pipelines/x/status"),
+                             ("GET", "/inference_pipelines/x/consume"), ("POST", "/inference_pipelines/x/terminate"),
+                             ("POST", "/inference_pipelines/initialise")]:  # fmt: skip
+            assert http.request(method, path, json={}).status_code == 401, path
+        # the official client sends the key as a JSON body, GETs included
+        assert http.request("GET", "/inference_pipelines/list", json={"api_key": "sesame"}).status_code == 200
+        assert http.request("GET", "/inference_pipelines/x/status", json={"api_key": "sesame"}).status_code == 404
