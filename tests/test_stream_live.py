@@ -4,6 +4,7 @@ terminating a pipeline leaves none of its threads behind."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,22 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(home=fixture_models_home(tmp_path_factory.mktemp("live-home")))
 
 
+def _sockets() -> int:
+    """Sockets this process holds open."""
+    return sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:") for fd in _fds())
+
+
+def _fds() -> list[str]:
+    names = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            os.readlink(f"/proc/self/fd/{fd}")
+            names.append(fd)
+        except FileNotFoundError:  # the listing's own descriptor, closed by now
+            pass
+    return names
+
+
 def wait_until(condition: Callable[[], bool], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -45,12 +62,14 @@ def test_a_slow_workflow_on_a_live_camera_keeps_latency_bounded(rtsp_server, set
     camera: RtspServer = rtsp_server(None)
     cpu_map(abs, [1, 2, 3, 4])  # the process's shared decode pool (not a pipeline's) is up before the count
     before = {thread.ident for thread in threading.enumerate()}
+    sockets_before = _sockets()
     seen: list[dict] = []
     pipeline = InferencePipeline.init_with_workflow(camera.url, workflow_specification=SLOW, settings=settings,
                                                     on_prediction=lambda output, frame: seen.append(output))
     pipeline.start(use_main_thread=False)
     wait_until(lambda: len(seen) >= 20, 60)
     (source,) = pipeline.report()["sources"]
+    assert _sockets() > sockets_before, "the camera's RTSP connection is open while it runs"
     pipeline.terminate()
     per_frame = 1 / source["fps"]
     assert source["frames_dropped"] > 0, "the workflow is slower than the camera: frames must be dropped"
@@ -58,6 +77,7 @@ def test_a_slow_workflow_on_a_live_camera_keeps_latency_bounded(rtsp_server, set
     # the newest frame is always taken, so a result is about one processing time old, never a growing queue
     assert source["latency_p95_s"] < 3 * per_frame + 0.2, (source, per_frame)
     wait_until(lambda: not [t.name for t in threading.enumerate() if t.ident not in before], 10)
+    wait_until(lambda: _sockets() <= sockets_before, 10)  # the camera's connection is closed too
 
 
 def test_several_sources_share_each_batch(tmp_path: Path, settings: Settings) -> None:
