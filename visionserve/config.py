@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     max_pipelines: int = Field(8, ge=0, description="Stream pipelines running at once (ended ones do not count).")
     max_sources_per_pipeline: int = Field(8, ge=1, description="Video sources one pipeline may read together.")
     stream_buffer_frames: int = Field(
-        64, ge=1, le=1024, description="Most decoded frames one source holds (a pipeline's memory stays bounded)."
+        16, ge=1, le=1024, description="Most decoded frames one source holds (a pipeline's memory stays bounded)."
     )
     stream_results_buffer: int = Field(
         1024, ge=1, description="Most unconsumed results a pipeline may be asked to keep (results_buffer_size)."
