@@ -18,13 +18,26 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from visionserve.api.keys import json_route_key
+from visionserve.api.schemas import ErrorResponse
 from visionserve.api.state import ServerState
 from visionserve.streams.builder import StreamServer, build_pipeline, live_feed
 from visionserve.streams.errors import PipelineRefused
 from visionserve.streams.payload import parse_payload
 from visionserve.streams.sinks.feed import TooManySubscribers
 
-router = APIRouter(prefix="/inference_pipelines", tags=["stream pipelines"])
+ERRORS = {
+    400: "The payload cannot start a pipeline (bad source, definition or body).",
+    401: "A key is needed (VISIONSERVE_API_KEYS is set).",
+    403: "A source or output the address or folder policy refuses.",
+    404: "No such pipeline, or model.",
+    413: "Over a cap (sources per pipeline, results buffer).",
+    429: "As many pipelines run as the server allows, or as many feed subscribers read.",
+    501: "This deployment runs no pipelines (Ray Serve).",
+}
+router = APIRouter(
+    prefix="/inference_pipelines", tags=["stream pipelines"],
+    responses={code: {"model": ErrorResponse, "description": text} for code, text in ERRORS.items()},
+)  # fmt: skip
 HEARTBEAT_S = 15.0  # an SSE comment this often keeps proxies from closing an idle feed
 
 

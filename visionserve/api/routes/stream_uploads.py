@@ -18,6 +18,7 @@ import av
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from visionserve.api.schemas import ErrorResponse
 from visionserve.api.state import ServerState
 from visionserve.errors import VisionServeError
 from visionserve.streams.builder import uploads_folder
@@ -34,7 +35,12 @@ _TYPE_EXTENSIONS = {"video/mp4": ".mp4", "video/quicktime": ".mov", "video/x-mat
 _PART = ".part"  # a body still arriving, or being checked; never counted or offered as an upload
 _pruning = threading.Lock()
 
-router = APIRouter(prefix="/inference_pipelines", tags=["stream pipelines"])
+_ERRORS = {400: "Not a video this server reads, or an empty body.", 401: "A key is needed.",
+           413: "Too large (bytes, or pixels per frame).", 415: "Not sent as video/* or application/octet-stream."}
+router = APIRouter(
+    prefix="/inference_pipelines", tags=["stream pipelines"],
+    responses={code: {"model": ErrorResponse, "description": text} for code, text in _ERRORS.items()},
+)  # fmt: skip
 
 
 class UploadRefused(VisionServeError):
