@@ -19,6 +19,10 @@ table says which. Machines are shared and noisy, so the detection targets are me
    10,000 requests (no growth).
 6. Workflows (`benchmarks.workflows`): detect -> crop -> classify as one workflow vs the same calls one by one at 4
    clients (>= 1.5x), and the engine's own CPU per request for a 5-step definition (<= 2 ms).
+7. Streams (`benchmarks.streams`): an in-process pipeline on a 640x480 H.264 file with 1, 2 and 4 sources vs the
+   best raw forward (>= 0.85 each); a live source at 30 FPS, latency vs the forward pass (p50 <= +15 ms, p95 <=
+   2x + 15 ms) at 320 and at 640 (where it drops frames); PyAV vs OpenCV decoding CPU per 1080p frame (<= 1.1x);
+   RSS over 10,000 pushed frames (< 5% growth).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from benchmarks.detection import (
     measure_round,
     raw_configurations,
 )
+from benchmarks.streams import stream_targets
 from benchmarks.target import Target
 from benchmarks.workflows import workflow_targets
 from visionserve.api.state import settings_plan
@@ -266,6 +271,7 @@ def main() -> None:
         targets += oip_binary_targets(home, args.seconds)
         targets += memory_targets(home, args.requests)
         targets += workflow_targets(home, args.seconds)
+        targets += stream_targets(home, args.seconds)
     table = Table("target", "measured", "ratio", "goal", "result", title="performance targets")
     for target in targets:
         table.add_row(target.name, target.measured, f"{target.ratio:.2f}", target.goal,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from visionserve.api.state import settings_plan
 from visionserve.config import Settings
 from visionserve.core import InferenceService
 from visionserve.streams.errors import PipelineRefused
@@ -158,8 +159,9 @@ def build_pipeline(server: StreamServer, payload: InitialisePipelinePayload | Mo
     batch_timeout = (payload.video_configuration.batch_collection_timeout
                      if isinstance(payload, InitialisePipelinePayload) else None)  # fmt: skip
     described = {"pipeline_id": pipeline_id, "processing": _described(payload)}
+    depth = settings_plan(server.settings).concurrent_runs
     return Pipeline(pipeline_id, sources, processor, memory, sinks, batch_timeout, payload.consumption_timeout,
-                    described)  # fmt: skip
+                    described, depth)  # fmt: skip
 
 
 def _described(payload: Any) -> dict[str, Any]:

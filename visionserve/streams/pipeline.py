@@ -8,6 +8,7 @@ unconsumed results (the memory sink) until they are read or it is terminated.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -23,7 +24,7 @@ from visionserve.streams.frames import FrameResult, SourceState, VideoFrame
 from visionserve.streams.processing import FrameProcessor
 from visionserve.streams.sinks.base import Sink
 from visionserve.streams.sinks.memory import MemorySink
-from visionserve.streams.sources import FrameSource
+from visionserve.streams.sources import ConsumptionStrategy, FrameSource
 
 logger = logging.getLogger(__name__)
 LATENCY_WINDOW = 256  # results whose latencies make the p50 / p95
@@ -57,7 +58,7 @@ class Pipeline:
     def __init__(
         self, pipeline_id: str, sources: Sequence[FrameSource], processor: FrameProcessor, memory: MemorySink,
         sinks: Sequence[Sink] = (), batch_collection_timeout: float | None = None,
-        consumption_timeout: float | None = None, description: dict[str, Any] | None = None,
+        consumption_timeout: float | None = None, description: dict[str, Any] | None = None, depth: int = 1,
     ) -> None:
         self.pipeline_id = pipeline_id
         self.sources = list(sources)
@@ -66,6 +67,7 @@ class Pipeline:
         self.sinks = [memory, *sinks]
         self.batch_collection_timeout = batch_collection_timeout
         self.consumption_timeout = consumption_timeout
+        self.depth = max(1, depth)  # frames of one file source per batch: the forward passes the cores run at once
         self.description = description or {}
         self.state = SourceState.INITIALISING
         self.last_error: str | None = None
@@ -126,12 +128,12 @@ class Pipeline:
             while not self._stop.is_set():
                 if not self._running.wait(IDLE_READ_S):
                     continue
-                frames = self._collect()
-                if frames is None:
+                rows = self._collect()
+                if rows is None:
                     self._finish(SourceState.ENDED)
                     return
-                if any(frame is not None for frame in frames):
-                    self._process(frames)
+                if rows:
+                    self._process(rows)
                 self._check_consumption()
         except Exception as error:  # noqa: BLE001 - a pipeline must end in a state, never die silently
             logger.exception("pipeline %s failed", self.pipeline_id)
@@ -140,24 +142,35 @@ class Pipeline:
             return
         self._finish(SourceState.ENDED)
 
-    def _collect(self) -> list[VideoFrame | None] | None:
-        """One frame per source (None for a source with none in time); None once every source has ended."""
+    def _collect(self) -> list[list[VideoFrame | None]] | None:
+        """Rows of one frame per source (None for a source with none in time); None once every source has ended.
+        A source read frame by frame (a file) gives up to `depth` buffered frames at once, one row each, so one
+        batch keeps every core busy even with a single file, and the other such sources as many (rows stay frames
+        of the same instant); a live source gives its newest frame only."""
         if all(source.ended for source in self.sources):
             return None
         wait = self.batch_collection_timeout if self.batch_collection_timeout is not None else IDLE_READ_S
         deadline = time.monotonic() + wait
-        frames: list[VideoFrame | None] = []
-        for source in self.sources:
-            frame = None
-            if not source.ended:
-                frame = source.read(timeout=max(0.0, deadline - time.monotonic()) if frames else wait)
-            frames.append(frame)
-        if any(frame is not None for frame in frames) and self.state is SourceState.INITIALISING:
+        per_source: list[list[VideoFrame]] = []
+        count: int | None = None  # frames per source in this batch: what the first source had, the others match it
+        for index, source in enumerate(self.sources):
+            frames: list[VideoFrame] = []
+            frame = source.read(timeout=max(0.0, deadline - time.monotonic()) if index else wait)
+            while frame is not None:
+                frames.append(frame)
+                if len(frames) >= (count or self.depth) or source.consumption is not ConsumptionStrategy.LAZY:
+                    break
+                frame = source.read(timeout=0 if count is None else max(0.0, deadline - time.monotonic()))
+            if frames and count is None and source.consumption is ConsumptionStrategy.LAZY:
+                count = len(frames)
+            per_source.append(frames)
+        rows = [list(row) for row in itertools.zip_longest(*per_source)]
+        if rows and self.state is SourceState.INITIALISING:
             self.state = SourceState.RUNNING
-        return frames
+        return rows
 
-    def _process(self, frames: list[VideoFrame | None]) -> None:
-        present = [frame for frame in frames if frame is not None]
+    def _process(self, rows: list[list[VideoFrame | None]]) -> None:
+        present = [frame for row in rows for frame in row if frame is not None]  # row by row: each source in order
         try:
             answers = self.processor.process(present)
         except VisionServeError as error:
@@ -170,17 +183,18 @@ class Pipeline:
         self.errors = 0
         now = time.monotonic()
         by_frame = iter(answers)
-        results: list[FrameResult | None] = []
-        for frame in frames:
-            if frame is None:
-                results.append(None)
-                continue
-            output, predictions = next(by_frame)
-            latency = now - frame.capture_monotonic
-            self.figures[frame.source_id].add(latency, now)
-            results.append(FrameResult(frame, output, predictions, latency))
-        for sink in self.sinks:
-            sink.put(results)
+        for row in rows:
+            results: list[FrameResult | None] = []
+            for frame in row:
+                if frame is None:
+                    results.append(None)
+                    continue
+                output, predictions = next(by_frame)
+                latency = now - frame.capture_monotonic
+                self.figures[frame.source_id].add(latency, now)
+                results.append(FrameResult(frame, output, predictions, latency))
+            for sink in self.sinks:
+                sink.put(results)
 
     def _check_consumption(self) -> None:
         if self.consumption_timeout is not None and time.monotonic() - self.last_consumed > self.consumption_timeout:
