@@ -113,3 +113,48 @@ def test_cli_unknown_model_is_one_clear_line(home: Path, video: Path) -> None:
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1 and "error:" in stderr and "shapes-detect/1" in stderr
     assert "Traceback" not in stderr
+
+
+def test_in_process_sort_tracking_with_a_line_and_a_zone_equals_the_libraries(home: Path, video: Path) -> None:
+    """SORT ids, line crossings and times in zone, against `trackers` and supervision run here on the same frames'
+    untracked predictions."""
+    import numpy as np
+    import supervision as sv
+    from trackers import SORTTracker
+
+    line, zone = [[150, 0], [150, 320]], [[140, 0], [320, 0], [320, 320], [140, 320]]
+    plain: list[dict] = []
+    InferencePipeline.init(str(video), "shapes-detect/1", confidence=0.5, settings=Settings(home=home),
+                           on_prediction=lambda output, frame: plain.append(output)).start()  # fmt: skip
+    counted: list[dict] = []
+    InferencePipeline.init(str(video), "shapes-detect/1", confidence=0.5, track=True, tracker="sort", line=line,
+                           zone=zone, settings=Settings(home=home),
+                           on_prediction=lambda output, frame: counted.append(output)).start()  # fmt: skip
+    tracker = SORTTracker(frame_rate=10.0)
+    crossing = sv.LineZone(sv.Point(150, 0), sv.Point(150, 320), triggering_anchors=(sv.Position.CENTER,))
+    inside_zone = sv.PolygonZone(np.array(zone), triggering_anchors=(sv.Position.CENTER,))
+    entered: dict[int, int] = {}
+    for number, (untracked, output) in enumerate(zip(plain, counted), start=1):
+        p = untracked["predictions"]
+        detections = sv.Detections(
+            xyxy=np.array([[q["x"] - q["width"] / 2, q["y"] - q["height"] / 2, q["x"] + q["width"] / 2,
+                            q["y"] + q["height"] / 2] for q in p], np.float32).reshape(-1, 4),
+            confidence=np.array([q["confidence"] for q in p], np.float32),
+            class_id=np.array([q["class_id"] for q in p], int))  # fmt: skip
+        tracked = tracker.update(detections)
+        tracked = tracked[tracked.tracker_id >= 0]
+        assert sorted(q["tracker_id"] for q in output["predictions"]) == sorted(tracked.tracker_id.tolist())
+        if len(tracked):
+            crossing.trigger(tracked)
+        assert output["line_counts"] == {"in": crossing.in_count, "out": crossing.out_count}
+        inside = inside_zone.trigger(tracked) if len(tracked) else np.zeros(0, bool)
+        expected = {}
+        for tracker_id, is_inside in zip(tracked.tracker_id.tolist(), inside.tolist()):
+            if is_inside:
+                expected[tracker_id] = (number - entered.setdefault(tracker_id, number)) / 10.0
+            else:
+                entered.pop(tracker_id, None)
+                expected[tracker_id] = 0.0
+        assert {q["tracker_id"]: q["time_in_zone"] for q in output["predictions"]} == pytest.approx(expected)
+    assert counted[-1]["line_counts"]["in"] + counted[-1]["line_counts"]["out"] == 2, "two shapes cross the line"
+    assert max(q["time_in_zone"] for q in counted[-1]["predictions"]) > 0

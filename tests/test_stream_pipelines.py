@@ -186,6 +186,9 @@ def test_refusals_come_before_anything_starts(http: httpx.Client, media: Path, t
     response = refused({"video_reference": str(media / "moving.mp4")})
     assert response.status_code == 400 and response.json()["error_type"] == "invalid_payload"
     response = refused({"model_id": "shapes-detect/1", "video_reference": str(media / "moving.mp4"),
+                        "line": [[0, 0], [1, 1]]})  # fmt: skip
+    assert response.status_code == 400 and "set track to true" in response.json()["message"]
+    response = refused({"model_id": "shapes-detect/1", "video_reference": str(media / "moving.mp4"),
                         "outputs": {"jsonl": str(tmp_path / "out.jsonl")}})  # fmt: skip
     assert response.status_code == 403
     assert http.get("/inference_pipelines/list").json()["pipelines"] == before

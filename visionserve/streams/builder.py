@@ -102,7 +102,7 @@ def _sinks(server: StreamServer, outputs: Outputs) -> list[Sink]:
 def _processor(server: StreamServer, payload: Any, pipeline_id: str, api_key: str | None) -> FrameProcessor:
     if isinstance(payload, ModelPipelinePayload):
         processor: Any = ModelProcessor(server.service, payload.model_id, payload.task_options(), payload.track,
-                                        api_key)  # fmt: skip
+                                        api_key, payload.tracker, payload.line, payload.zone, pipeline_id)  # fmt: skip
     else:
         config = payload.processing_configuration
         definition = config.workflow_specification

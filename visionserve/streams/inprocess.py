@@ -70,6 +70,7 @@ class InferencePipeline:
              api_key: str | None = None, max_fps: float | None = None, confidence: float | None = None,
              iou_threshold: float | None = None, max_detections: int | None = None,
              class_agnostic_nms: bool | None = None, video_processing_mode: str = "auto", track: bool = False,
+             tracker: str = "bytetrack", line: list | None = None, zone: list | None = None,
              outputs: dict[str, Any] | None = None, settings: Settings | None = None,
              **_reference_only: Any) -> InferencePipeline:  # fmt: skip
         """One model on every frame (options the reference has that make no sense here, such as active learning or
@@ -79,7 +80,8 @@ class InferencePipeline:
             "model_id": model_id, "video_reference": [0 if _pushed(r) else r for r in references], "api_key": api_key,
             "max_fps": max_fps, "confidence": confidence, "iou_threshold": iou_threshold,
             "max_detections": max_detections, "class_agnostic_nms": class_agnostic_nms,
-            "video_processing_mode": video_processing_mode, "track": track, "outputs": outputs or {},
+            "video_processing_mode": video_processing_mode, "track": track, "tracker": tracker, "line": line,
+            "zone": zone, "outputs": outputs or {},
         })  # fmt: skip
         payload.video_reference = references  # pushed frames cannot go through JSON validation: set as given
         return cls(payload, on_prediction, settings, len(references))

@@ -90,13 +90,30 @@ class ModelPipelinePayload(_Common):
     video_reference: VideoReference
     max_fps: float | None = Field(None, gt=0)
     video_processing_mode: ProcessingMode = "auto"
-    track: bool = Field(False, description="Track objects (ByteTrack) per source: predictions get a tracker_id.")
+    track: bool = Field(False, description="Track objects per source: predictions get a tracker_id.")
+    tracker: Literal["bytetrack", "sort", "ocsort"] = Field("bytetrack", description="Which tracker `track` runs.")
+    line: list[list[float]] | None = Field(
+        None, description="Count tracked objects crossing this segment [[x1, y1], [x2, y2]] (needs track)."
+    )
+    zone: list[list[float]] | None = Field(
+        None, description="Time each tracked object spends in this polygon [[x, y], ...] (needs track)."
+    )
     confidence: float | None = Field(None, ge=0, le=1)
     iou_threshold: float | None = Field(None, ge=0, le=1)
     class_filter: list[str] | None = None
     max_detections: int | None = Field(None, ge=1)
     class_agnostic_nms: bool | None = None
     results_buffer_size: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _counting_needs_tracks(self) -> ModelPipelinePayload:
+        if (self.line is not None or self.zone is not None) and not self.track:
+            raise ValueError("line and zone count tracked objects: set track to true")
+        if self.line is not None and (len(self.line) != 2 or any(len(point) != 2 for point in self.line)):
+            raise ValueError("line must be two points [[x1, y1], [x2, y2]]")
+        if self.zone is not None and (len(self.zone) < 3 or any(len(point) != 2 for point in self.zone)):
+            raise ValueError("zone must be a polygon of at least three points [[x, y], ...]")
+        return self
 
     def task_options(self) -> dict[str, Any]:
         names = ("confidence", "iou_threshold", "class_filter", "max_detections", "class_agnostic_nms")

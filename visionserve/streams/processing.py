@@ -4,8 +4,8 @@ the one inference path (`core.InferenceService`, through the workflow engine for
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from visionserve.core import InferenceJob, InferenceService
@@ -13,7 +13,9 @@ from visionserve.images.sources import DECODED, ImageSpec
 from visionserve.models.aliases import resolve_alias
 from visionserve.models.ids import validate_model_id
 from visionserve.streams.frames import VideoFrame
-from visionserve.tracking.byte_track import ByteTrackSettings, new_tracker, track
+from visionserve.tracking.byte_track import stream_tracker, track
+from visionserve.tracking.clock import frame_seconds
+from visionserve.tracking.zones import LineCounter, TimeInZone
 from visionserve.workflows.limits import WorkflowLimits
 from visionserve.workflows.runner import WorkflowRun, compile_plan, run_workflow
 from visionserve.workflows.values import Detections
@@ -69,13 +71,26 @@ class WorkflowProcessor:
 
 
 @dataclass
+class SourceTracks:
+    """One source's tracker, and its line counter and zone timer when the pipeline counts."""
+
+    tracker: Any
+    line: LineCounter | None
+    zone: TimeInZone | None
+
+
+@dataclass
 class ModelProcessor:
     service: InferenceService
     model_id: str
     options: Mapping[str, Any]
     track: bool
     api_key: str | None = None
-    trackers: dict[int, Any] = field(default_factory=dict)  # source id -> its ByteTrack
+    tracker: str = "bytetrack"
+    line: Sequence[Sequence[float]] | None = None
+    zone: Sequence[Sequence[float]] | None = None
+    pipeline_id: str = ""
+    sources: dict[int, SourceTracks] = field(default_factory=dict)
 
     def check(self) -> None:
         """Resolve and load the model now: an unknown id is the initialise request's 404."""
@@ -92,13 +107,29 @@ class ModelProcessor:
             answers = [self._tracked(frame, answer) for frame, answer in zip(frames, answers)]
         return [(answer, answer) for answer in answers]
 
+    def _source(self, frame: VideoFrame) -> SourceTracks:
+        tracks = self.sources.get(frame.source_id)
+        if tracks is None:
+            start, end = self.line if self.line is not None else (None, None)
+            tracks = self.sources[frame.source_id] = SourceTracks(
+                stream_tracker(self.tracker, frame.fps or 30.0),
+                LineCounter(tuple(start), tuple(end), "CENTER") if self.line is not None else None,
+                TimeInZone(self.zone, "CENTER") if self.zone is not None else None,
+            )  # fmt: skip
+        return tracks
+
     def _tracked(self, frame: VideoFrame, answer: dict[str, Any]) -> dict[str, Any]:
-        """Only the objects ByteTrack has an id for, each with its `tracker_id` (classifiers pass unchanged)."""
+        """Only the objects the tracker has an id for, each with its `tracker_id` (and `time_in_zone` with a
+        zone), plus `line_counts` with a line; classifiers pass unchanged."""
         if not isinstance(answer.get("predictions"), list):
             return answer
-        tracker = self.trackers.get(frame.source_id)
-        if tracker is None:
-            tracker = self.trackers[frame.source_id] = new_tracker(replace(ByteTrackSettings(),
-                                                                           frame_rate=frame.fps or 30.0))  # fmt: skip
-        tracked = track(tracker, Detections.from_core(answer, None))
-        return {**answer, "predictions": tracked.as_json()["predictions"]}
+        tracks = self._source(frame)
+        tracked = track(tracks.tracker, Detections.from_core(answer, None))
+        extra: dict[str, Any] = {}
+        if tracks.line is not None:
+            count_in, count_out, _, _ = tracks.line.update(tracked)
+            extra["line_counts"] = {"in": count_in, "out": count_out}
+        if tracks.zone is not None:
+            now = frame_seconds(video_metadata(frame, self.pipeline_id))
+            tracked = tracks.zone.update(tracked, now, keep_outside=True, reset_outside=True)
+        return {**answer, "predictions": tracked.as_json()["predictions"], **extra}

@@ -1,5 +1,5 @@
-"""ByteTrack from Roboflow's `trackers` package (supervision's own ByteTrack is deprecated in its favour), with the
-reference's block settings mapped onto it:
+"""Trackers from Roboflow's `trackers` package (supervision's own ByteTrack is deprecated in its favour): ByteTrack,
+with the reference's block settings mapped onto it, and for stream pipelines SORT and OC-SORT with their defaults.
 
 * `track_activation_threshold`: a detection at least this confident starts a track, and it is also where the
   two-stage association splits high from low confidence;
@@ -36,12 +36,16 @@ class ByteTrackSettings:
     frame_rate: float = 30.0
 
 
-def new_tracker(settings: ByteTrackSettings):  # -> trackers.ByteTrackTracker
+def _library():  # -> the trackers module
     try:
-        from trackers import ByteTrackTracker
+        import trackers
     except ImportError:
         raise TrackersMissing(TRACKERS_MISSING) from None
-    return ByteTrackTracker(
+    return trackers
+
+
+def new_tracker(settings: ByteTrackSettings):  # -> trackers.ByteTrackTracker
+    return _library().ByteTrackTracker(
         lost_track_buffer=settings.lost_track_buffer,
         frame_rate=settings.frame_rate,
         track_activation_threshold=settings.track_activation_threshold,
@@ -49,6 +53,16 @@ def new_tracker(settings: ByteTrackSettings):  # -> trackers.ByteTrackTracker
         minimum_iou_threshold=1.0 - settings.minimum_matching_threshold,
         minimum_consecutive_frames=settings.minimum_consecutive_frames,
     )
+
+
+LIBRARY_TRACKERS = {"sort": "SORTTracker", "ocsort": "OCSORTTracker"}  # besides ByteTrack: the library's defaults
+
+
+def stream_tracker(kind: str, frame_rate: float):  # -> a trackers tracker
+    """The tracker a stream pipeline asked for: ByteTrack with the block's defaults, or SORT / OC-SORT."""
+    if kind == "bytetrack":
+        return new_tracker(replace(ByteTrackSettings(), frame_rate=frame_rate))
+    return getattr(_library(), LIBRARY_TRACKERS[kind])(frame_rate=frame_rate)
 
 
 def track(tracker, detections: Detections) -> Detections:
