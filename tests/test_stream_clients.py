@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import Server, fixture_models_home
 from tests.test_stream_pipelines import FRAMES, decoded_frames, make_video
+from tests.test_workflow_tracking import expected_times
 from tests.test_workflows import DETECT
 from visionserve.config import Settings
 from visionserve.sdk import InferenceHTTPClient, InferencePipeline
@@ -148,13 +149,7 @@ def test_in_process_sort_tracking_with_a_line_and_a_zone_equals_the_libraries(ho
             crossing.trigger(tracked)
         assert output["line_counts"] == {"in": crossing.in_count, "out": crossing.out_count}
         inside = inside_zone.trigger(tracked) if len(tracked) else np.zeros(0, bool)
-        expected = {}
-        for tracker_id, is_inside in zip(tracked.tracker_id.tolist(), inside.tolist()):
-            if is_inside:
-                expected[tracker_id] = (number - entered.setdefault(tracker_id, number)) / 10.0
-            else:
-                entered.pop(tracker_id, None)
-                expected[tracker_id] = 0.0
+        expected = expected_times(tracked.tracker_id, inside, number, entered, 10.0, keep_outside=True)
         assert {q["tracker_id"]: q["time_in_zone"] for q in output["predictions"]} == pytest.approx(expected)
     assert counted[-1]["line_counts"]["in"] + counted[-1]["line_counts"]["out"] == 2, "two shapes cross the line"
     assert max(q["time_in_zone"] for q in counted[-1]["predictions"]) > 0

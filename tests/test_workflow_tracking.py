@@ -135,6 +135,20 @@ def test_line_counter_equals_supervision_line_zone_on_the_same_tracks(http: http
     assert outputs[-1]["in"] + outputs[-1]["out"] == 2, "two shapes cross the line"
 
 
+def expected_times(ids: np.ndarray, inside: np.ndarray, number: int, entered: dict[int, int], fps: float,
+                   keep_outside: bool = False) -> dict[int, float]:  # fmt: skip
+    """Seconds in the zone per tracker id at frame `number`, by frame arithmetic; `entered` carries across frames."""
+    expected = {}
+    for tracker_id, is_inside in zip(ids.tolist(), inside.tolist()):
+        if is_inside:
+            expected[tracker_id] = (number - entered.setdefault(tracker_id, number)) / fps
+        else:
+            entered.pop(tracker_id, None)
+            if keep_outside:
+                expected[tracker_id] = 0.0
+    return expected
+
+
 def test_time_in_zone_counts_seconds_by_frame_number_and_fps(http: httpx.Client, video: list[bytes]) -> None:
     timer = {"type": "roboflow_core/time_in_zone@v2", "name": "zone", "image": "$inputs.image",
              "detections": "$steps.track.tracked_detections", "zone": ZONE}  # fmt: skip
@@ -144,14 +158,8 @@ def test_time_in_zone_counts_seconds_by_frame_number_and_fps(http: httpx.Client,
     entered: dict[int, int] = {}
     for number, (output, tracked) in enumerate(zip(outputs, library_tracks(http, video)), start=1):
         inside = sv.PolygonZone(np.array(ZONE), triggering_anchors=(sv.Position.CENTER,)).trigger(tracked)
-        expected = {}
-        for tracker_id, is_inside in zip(tracked.tracker_id.tolist(), inside.tolist()):
-            if is_inside:
-                expected[tracker_id] = (number - entered.setdefault(tracker_id, number)) / 10.0
-            else:
-                entered.pop(tracker_id, None)
         got = {p["tracker_id"]: p["time_in_zone"] for p in output["timed"]["predictions"]}
-        assert got == pytest.approx(expected)
+        assert got == pytest.approx(expected_times(tracked.tracker_id, inside, number, entered, 10.0))
     # a shape inside all along, tracked from frame 2 (its id comes on its second frame): frames 2..8 at 10 fps
     assert max(p["time_in_zone"] for p in outputs[-1]["timed"]["predictions"]) == pytest.approx(0.6)
 
