@@ -153,3 +153,19 @@ def test_in_process_sort_tracking_with_a_line_and_a_zone_equals_the_libraries(ho
         assert {q["tracker_id"]: q["time_in_zone"] for q in output["predictions"]} == pytest.approx(expected)
     assert counted[-1]["line_counts"]["in"] + counted[-1]["line_counts"]["out"] == 2, "two shapes cross the line"
     assert max(q["time_in_zone"] for q in counted[-1]["predictions"]) > 0
+
+
+def test_cli_counts_a_line_with_the_tracker_asked_for(home: Path, video: Path, tmp_path: Path) -> None:
+    jsonl = tmp_path / "counts.jsonl"
+    process = _cli(home, str(video), "--model", "shapes-detect/1", "--track", "--tracker", "ocsort",
+                   "--line", "150,0,150,320", "--jsonl", str(jsonl))  # fmt: skip
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    counts = [json.loads(line)["output"]["line_counts"] for line in jsonl.read_text().splitlines()]
+    assert len(counts) == FRAMES and counts[-1]["in"] + counts[-1]["out"] > 0
+    untracked = _cli(home, str(video), "--model", "shapes-detect/1", "--line", "150,0,150,320")
+    _, stderr = untracked.communicate(timeout=60)
+    assert untracked.returncode == 1 and "set track to true" in stderr and "Traceback" not in stderr
+    odd = _cli(home, str(video), "--model", "shapes-detect/1", "--track", "--zone", "1,2,3")
+    _, stderr = odd.communicate(timeout=60)
+    assert odd.returncode == 1 and "pairs of coordinates" in stderr

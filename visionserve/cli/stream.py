@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from visionserve.cli.common import OFF, Shown, errors, fail
 from visionserve.errors import VisionServeError
@@ -18,6 +19,19 @@ PROGRESS_EVERY_S = 0.5
 def _reference(source: str) -> str | int:
     """A bare number is a camera index, as the reference takes it."""
     return int(source) if source.isdigit() else source
+
+
+def _points(text: str | None, option: str) -> list[list[float]] | None:
+    """"X1,Y1,X2,Y2,..." as [[x1, y1], [x2, y2], ...]."""
+    if text is None:
+        return None
+    try:
+        numbers = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise fail(f"{option} takes numbers separated by commas (X1,Y1,X2,Y2,...), not {text!r}") from None
+    if len(numbers) % 2:
+        raise fail(f"{option} needs pairs of coordinates, got {len(numbers)} numbers")
+    return [numbers[index : index + 2] for index in range(0, len(numbers), 2)]
 
 
 def _progress(report: dict[str, Any], elapsed: float) -> str:
@@ -38,22 +52,32 @@ def stream(
                                                 default_factory=Shown("none"))],  # fmt: skip
     jsonl: Annotated[Path | None, typer.Option("--jsonl", help="Write one JSON line per frame here.",
                                                default_factory=Shown("none"))],  # fmt: skip
-    track: Annotated[bool, typer.Option("--track", help="Track objects (ByteTrack): tracker_id per box.",
+    track: Annotated[bool, typer.Option("--track", help="Track objects (see --tracker): tracker_id per box.",
                                         default_factory=OFF)],  # fmt: skip
     max_fps: Annotated[float | None, typer.Option("--max-fps", min=0.1, help="Infer at most this many frames a second.",
                                                   default_factory=Shown("no limit"))],  # fmt: skip
     confidence: Annotated[float | None, typer.Option("--confidence", min=0.0, max=1.0, help="Lowest confidence kept.",
                                                      default_factory=Shown("the model's"))],  # fmt: skip
+    tracker: Annotated[str, typer.Option("--tracker", help="The tracker --track runs: bytetrack, sort or ocsort.",
+                                         default_factory=Shown("bytetrack", "bytetrack"))],  # fmt: skip
+    line: Annotated[str | None, typer.Option("--line", help="Count tracked objects crossing X1,Y1,X2,Y2.",
+                                             default_factory=Shown("none"))],  # fmt: skip
+    zone: Annotated[str | None, typer.Option("--zone", help="Time tracked objects in the polygon X1,Y1,X2,Y2,...",
+                                             default_factory=Shown("none"))],  # fmt: skip
 ) -> None:
     """Run a model on a video or stream and print a live progress line (state, frames, FPS, latency, dropped)."""
     from visionserve.streams.inprocess import InferencePipeline  # the server's parts: loaded only here
 
     outputs = {"video": str(output) if output else None, "jsonl": str(jsonl) if jsonl else None}
     try:
-        pipeline = InferencePipeline.init(video_reference=_reference(source), model_id=model, max_fps=max_fps,
-                                          confidence=confidence, track=track, outputs=outputs)  # fmt: skip
+        pipeline = InferencePipeline.init(
+            video_reference=_reference(source), model_id=model, max_fps=max_fps, confidence=confidence, track=track,
+            tracker=tracker, line=_points(line, "--line"), zone=_points(zone, "--zone"), outputs=outputs,
+        )  # fmt: skip
     except VisionServeError as error:
         raise fail(error.message) from None
+    except ValidationError as error:
+        raise fail("; ".join(problem["msg"] for problem in error.errors())) from None
     began = time.monotonic()
     pipeline.start(use_main_thread=False)
     try:
