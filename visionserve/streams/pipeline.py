@@ -23,7 +23,7 @@ from visionserve.errors import VisionServeError
 from visionserve.streams.frames import FrameResult, SourceState, VideoFrame
 from visionserve.streams.processing import FrameProcessor
 from visionserve.streams.sinks.base import Sink
-from visionserve.streams.sinks.memory import MemorySink
+from visionserve.streams.sinks.memory import Batch, MemorySink
 from visionserve.streams.sources import ConsumptionStrategy, FrameSource
 
 logger = logging.getLogger(__name__)
@@ -118,9 +118,18 @@ class Pipeline:
     def finished(self) -> bool:
         return self.state in (SourceState.ENDED, SourceState.ERROR)
 
-    def consume(self, max_results: int = 1) -> tuple[list[Any], list[Any]] | list[tuple[list[Any], list[Any]]]:
+    def consume(self) -> Batch:
+        """The oldest unread batch (outputs, frames metadata); ([], []) when none waits."""
         self.last_consumed = time.monotonic()
-        return self.memory.consume() if max_results == 1 else self.memory.consume_many(max_results)
+        return self.memory.consume()
+
+    def consume_many(self, max_results: int) -> list[Batch]:
+        self.last_consumed = time.monotonic()
+        return self.memory.consume_many(max_results)
+
+    @property
+    def results_waiting(self) -> int:
+        return self.memory.status()["results_waiting"]
 
     # the pipeline's own thread
     def _loop(self) -> None:
@@ -222,7 +231,7 @@ class Pipeline:
             "last_error": self.last_error,
             "sources": per_source,
             "sinks": [sink.status() for sink in self.sinks],
-            "results_waiting": self.memory.status().get("results_waiting", 0),
+            "results_waiting": self.results_waiting,
             "inference_throughput": sum(item["fps"] or 0 for item in per_source),
             "latency_reports": [{"source_id": item["source_id"], "e2e_latency": item["latency_p50_s"]}
                                 for item in per_source],  # fmt: skip

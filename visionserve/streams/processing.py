@@ -17,6 +17,7 @@ from visionserve.tracking.byte_track import stream_tracker, track
 from visionserve.tracking.clock import frame_seconds
 from visionserve.tracking.zones import LineCounter, TimeInZone
 from visionserve.workflows.limits import WorkflowLimits
+from visionserve.workflows.compiler import Plan
 from visionserve.workflows.runner import WorkflowRun, compile_plan, run_workflow
 from visionserve.workflows.values import Detections
 
@@ -56,9 +57,11 @@ class WorkflowProcessor:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     api_key: str | None = None
 
+    plan: Plan | None = None
+
     def check(self) -> None:
-        """Compile now: a bad definition is the initialise request's 400, not a pipeline that fails later."""
-        compile_plan(self.definition, self.limits)
+        """Compile now, once: a bad definition is the initialise request's 400, not a pipeline that fails later."""
+        self.plan = compile_plan(self.definition, self.limits)
 
     def process(self, frames: list[VideoFrame]) -> list[Answer]:
         metadata = [video_metadata(frame, self.pipeline_id) for frame in frames]
@@ -66,7 +69,7 @@ class WorkflowProcessor:
                   for frame, meta in zip(frames, metadata)]  # fmt: skip
         inputs = {**self.parameters, self.image_input: images, self.metadata_input: metadata}
         run = WorkflowRun(self.definition, inputs, str(uuid.uuid4()), api_key=self.api_key, state_key=self.pipeline_id)
-        outputs = run_workflow(self.service, run, self.limits)["outputs"]
+        outputs = run_workflow(self.service, run, self.limits, plan=self.plan)["outputs"]
         return [(output, _drawable(output)) for output in outputs]
 
 

@@ -28,12 +28,3 @@ class KeyedStates(Generic[State]):
             while len(self._states) > self._max_keys:
                 self._states.popitem(last=False)
             return state
-
-    def forget(self, predicate: Callable[[Hashable], bool]) -> None:
-        """Drop every key the predicate picks (a pipeline that ended drops its sources' trackers)."""
-        with self._lock:
-            for key in [key for key in self._states if predicate(key)]:
-                del self._states[key]
-
-    def __len__(self) -> int:
-        return len(self._states)

@@ -37,16 +37,17 @@ class LineCounter:
     end: tuple[float, float]
     anchor: str
     lock: threading.Lock = field(default_factory=threading.Lock)
-    zone: sv.LineZone | None = None
+    zone: sv.LineZone = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.zone = sv.LineZone(sv.Point(*self.start), sv.Point(*self.end),
+                                triggering_anchors=(sv.Position[self.anchor],))  # fmt: skip
 
     def update(self, detections: Detections) -> tuple[int, int, Detections, Detections]:
         """(count in, count out, detections that crossed in this frame, those that crossed out)."""
         if _untracked(detections):
             raise ValueError("the line counter needs tracked detections (a byte tracker step before it).")
         with self.lock:
-            if self.zone is None:
-                self.zone = sv.LineZone(sv.Point(*self.start), sv.Point(*self.end),
-                                        triggering_anchors=(sv.Position[self.anchor],))  # fmt: skip
             if len(detections) == 0:
                 return self.zone.in_count, self.zone.out_count, detections, detections
             crossed_in, crossed_out = self.zone.trigger(to_supervision(detections))

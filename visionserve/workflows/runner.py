@@ -84,11 +84,13 @@ def compile_plan(definition: Any, limits: WorkflowLimits, profiler: Profiler | N
 
 
 def run_workflow(
-    service: InferenceService, run: WorkflowRun, limits: WorkflowLimits, executor: Executor | None = None
+    service: InferenceService, run: WorkflowRun, limits: WorkflowLimits, executor: Executor | None = None,
+    plan: Plan | None = None,
 ) -> dict[str, Any]:
-    """The response body of `/workflows/run`: `outputs` (one dict per input element) and the profiler trace."""
+    """The response body of `/workflows/run`: `outputs` (one dict per input element) and the profiler trace.
+    `plan`: `run.definition` already compiled (a stream pipeline runs one definition on every frame)."""
     profiler = Profiler(run.enable_profiling)
-    plan = compile_plan(run.definition, limits, profiler)
+    plan = plan or compile_plan(run.definition, limits, profiler)
     calls = ModelCalls(service, run, PassCounter(limits.max_model_passes))
     budget = service.limits
     pixels = RequestPixels(budget.request_pixels, budget.server_pixels) if budget is not None else nullcontext(None)

@@ -22,7 +22,7 @@ from visionserve.api.schemas import ErrorResponse
 from visionserve.api.state import ServerState
 from visionserve.streams.builder import StreamServer, build_pipeline, live_feed
 from visionserve.streams.errors import PipelineRefused
-from visionserve.streams.payload import parse_payload
+from visionserve.streams.payload import InitialisePipelinePayload, ModelPipelinePayload, parse_payload
 from visionserve.streams.sinks.feed import TooManySubscribers
 
 ERRORS = {
@@ -50,9 +50,12 @@ def _answer(pipeline_id: str | None, **extra: Any) -> JSONResponse:
     return JSONResponse({"status": "success", "context": context, **extra})
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    """The body as a JSON object; GETs from the official client carry one too, others none."""
-    raw = await request.body()
+class _InvalidPayload(Exception):
+    """The body is JSON but no pipeline payload: answered in the reference's invalid_payload shape."""
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """A body as a JSON object; GETs from the official client carry one too, others none."""
     if not raw.strip():
         return {}
     try:
@@ -64,6 +67,19 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def _payload(raw: bytes) -> InitialisePipelinePayload | ModelPipelinePayload:
+    try:
+        return parse_payload(_json_object(raw))
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
+        raise _InvalidPayload(f"Invalid pipeline payload: {problems}") from None
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    """Parsed in a worker, as every JSON body of this server: never on the event loop (`api/body.py`)."""
+    return await _state(request).in_worker(_json_object, await request.body())
+
+
 @router.get("/list", summary="Ids of the pipelines on this server")
 async def list_pipelines(request: Request) -> JSONResponse:
     return _answer(None, pipelines=_state(request).pipelines.ids())
@@ -72,12 +88,10 @@ async def list_pipelines(request: Request) -> JSONResponse:
 @router.post("/initialise", summary="Start a pipeline: a workflow (the reference's payload) or a model per frame")
 async def initialise(request: Request) -> JSONResponse:
     state = _state(request)
-    body = await _json_body(request)
     try:
-        payload = parse_payload(body)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
-        return JSONResponse({"message": f"Invalid pipeline payload: {problems}", "error_type": "invalid_payload",
+        payload = await state.in_worker(_payload, await request.body())
+    except _InvalidPayload as error:
+        return JSONResponse({"message": str(error), "error_type": "invalid_payload",
                              "inner_error_type": "ValidationError"}, status_code=400)  # fmt: skip
     api_key = state.request_key(json_route_key(request, payload.api_key))
     server = StreamServer(state.settings, state.service)
@@ -125,9 +139,9 @@ async def consume(
     if max_results == 1:
         outputs, frames = pipeline.consume()
         return _answer(pipeline_id, outputs=_without(outputs, excluded), frames_metadata=frames)
-    batches = pipeline.consume(max_results)
+    batches = pipeline.consume_many(max_results)
     results = [{"outputs": _without(outputs, excluded), "frames_metadata": frames} for outputs, frames in batches]
-    return _answer(pipeline_id, results=results, results_waiting=pipeline.report()["results_waiting"])
+    return _answer(pipeline_id, results=results, results_waiting=pipeline.results_waiting)
 
 
 @router.get("/{pipeline_id}/events", summary="Results as they come, as Server-Sent Events (ours)")

@@ -23,6 +23,7 @@ from visionserve.workflows.blocks.base import (
 from visionserve.workflows.values import Detections
 
 MAX_VIDEOS = 1024  # videos tracked at once per server; the least recently fed is forgotten first
+INSTANCES_CACHE_SIZE = 16384  # tracker ids remembered per video (v3's `instances_cache_size` default)
 
 
 class _Settings(BlockManifest):
@@ -45,7 +46,7 @@ class ByteTrackerV2Manifest(_Settings):
 
 class ByteTrackerV3Manifest(ByteTrackerV2Manifest):
     type: Literal["roboflow_core/byte_tracker@v3"]  # type: ignore[assignment]
-    instances_cache_size: int = 16384
+    instances_cache_size: int = INSTANCES_CACHE_SIZE
 
 
 @dataclass
@@ -89,7 +90,7 @@ def _tracked(step: Any, inputs: StepInputs, context: StepContext, metadata: Mapp
         for tracker_id in tracked.tracker_id:
             video.seen[int(tracker_id)] = None
             video.seen.move_to_end(int(tracker_id))
-        while len(video.seen) > getattr(step, "instances_cache_size", 16384):
+        while len(video.seen) > getattr(step, "instances_cache_size", INSTANCES_CACHE_SIZE):
             video.seen.popitem(last=False)
     return tracked, new
 
