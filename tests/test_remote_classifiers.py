@@ -139,3 +139,22 @@ def test_plain_classifier_error_names_the_multilabel_flag(tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["models", "add", str(VIT_SIGMOID), "--id", "v/1", "--classes", ",".join(NAMES)],
                                 env={"VISIONSERVE_HOME": str(tmp_path)})
     assert result.exit_code != 0 and "--normalize" in result.output and "--multilabel" in result.output
+
+
+@pytest.mark.parametrize(("model_type", "normalization"), [("resnet50", IMAGENET), ("vit", HALF)])
+def test_a_roboflow_package_folder_takes_its_types_normalisation(
+    tmp_path: Path, model_type: str, normalization: tuple
+) -> None:
+    """A classifier package as the reference caches it: best.onnx, environment.json (CLASS_MAP) and model_type.json."""
+    folder = tmp_path / "package"
+    folder.mkdir()
+    (folder / "best.onnx").write_bytes(MOBILENET.read_bytes())
+    (folder / "environment.json").write_text(json.dumps(environment(NAMES, "Stretch to", 224)))
+    recorded = {"project_task_type": "classification", "model_type": model_type, "model_id": "pkg/1"}
+    (folder / "model_type.json").write_text(json.dumps(recorded))
+    result = CliRunner().invoke(app, ["models", "add", str(folder), "--id", "pkg/1"],
+                                env={"VISIONSERVE_HOME": str(tmp_path / "home")})
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "home/models/pkg/1/manifest.json").read_text())
+    assert manifest["normalization"] == {"mean": list(normalization[0]), "std": list(normalization[1])}
+    assert (manifest["model_type"], manifest["resize"]) == (model_type, "stretch")

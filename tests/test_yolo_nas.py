@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -99,3 +100,18 @@ def test_exports_and_weights_api_models_are_stored_as_yolo_nas(nas_server: Serve
         manifest = json.loads((nas_server.home / "models" / model_id / "manifest.json").read_text())
         assert (manifest["family"], manifest["task"]) == ("yolo-nas", "object-detection"), model_id
     assert json.loads((nas_server.home / "models/coco/14/manifest.json").read_text())["model_type"] == "yolo_nas_s"
+
+
+def test_a_roboflow_package_folder_is_recognised_as_yolo_nas(tmp_path: Path) -> None:
+    """A package as the reference caches it, without model_type.json: the outputs tell family and task."""
+    folder = tmp_path / "package"
+    folder.mkdir()
+    (folder / "weights.onnx").write_bytes((NAS / FILES["raw/1"]).read_bytes())
+    (folder / "environment.json").write_text(json.dumps(environment(NAMES, "Fit (grey edges) in", EXPECTED["size"])))
+    (folder / "class_names.txt").write_text("\n".join(NAMES))
+    home = tmp_path / "home"
+    result = CliRunner().invoke(app, ["models", "add", str(folder), "--id", "pkg/1"],
+                                env={"VISIONSERVE_HOME": str(home)})
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((home / "models/pkg/1/manifest.json").read_text())
+    assert (manifest["family"], manifest["task"], manifest["pad_value"]) == ("yolo-nas", "object-detection", 114)

@@ -213,6 +213,8 @@ def _package_manifest(folder: Path, model_id: str, overrides: ManifestOverrides)
     family = overrides.family or _package_family(runner)
     recorded_task, model_type = _recorded_type(folder)
     task = overrides.task or recorded_task
+    if task is None and family is ModelFamily.YOLO_NAS:
+        task = Task.OBJECT_DETECTION
     if task is None:
         task = rfdetr_task(runner) if family is ModelFamily.RFDETR else parse_metadata(runner.metadata).task
     if task is None:
