@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import FIXTURES, Server
 from tests.fake_weights_api import CatalogModel, FakeWeightsApi, environment
+from tests.onnx_edit import constant_outputs
 from tests.test_families import assert_same_boxes, infer
 from visionserve.cli import app
 
@@ -115,3 +117,15 @@ def test_a_roboflow_package_folder_is_recognised_as_yolo_nas(tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     manifest = json.loads((home / "models/pkg/1/manifest.json").read_text())
     assert (manifest["family"], manifest["task"], manifest["pad_value"]) == ("yolo-nas", "object-detection", 114)
+
+
+def test_two_outputs_of_logits_are_not_taken_for_yolo_nas(tmp_path: Path) -> None:
+    """Boxes [1, N, 4] and scores [1, N, C] with negative scores (a DETR-style head's logits, e.g. an RF-DETR export
+    whose outputs were renamed) are refused, never decoded as YOLO-NAS."""
+    rng = np.random.default_rng(0)
+    outputs = {"boxes": rng.random((1, 300, 4), dtype=np.float32),
+               "logits": rng.normal(size=(1, 300, 3)).astype(np.float32)}
+    path = constant_outputs(tmp_path / "renamed.onnx", "input", [1, 3, 320, 320], outputs)
+    result = CliRunner().invoke(app, ["models", "add", str(path), "--id", "x/1", "--classes", ",".join(NAMES)],
+                                env={"VISIONSERVE_HOME": str(tmp_path / "home")})
+    assert result.exit_code != 0 and "not probabilities" in result.output and "--family" in result.output

@@ -53,6 +53,9 @@ class YoloNasDetectionPredictor(ObjectDetectionPredictor):
             )
         if layout is NasLayout.RAW and shapes[1][2] != len(self.class_names):
             raise ValueError(f"the model scores {shapes[1][2]} classes, the package names {len(self.class_names)}")
+        if layout is NasLayout.RAW and not 0 <= float(warmup[1].min()) <= float(warmup[1].max()) <= 1:
+            raise ValueError("its class scores are not probabilities (0..1), as YOLO-NAS's are: logits of another "
+                             "family's boxes and classes (a renamed RF-DETR export?); pass --family")
         self.nas_layout = layout
 
     def per_image(self, outputs: list[np.ndarray], count: int) -> list[list[np.ndarray]]:
