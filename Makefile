@@ -26,7 +26,7 @@ FIXTURE_CACHE ?= $(HOME)/.cache/visionserve-fixtures
 RFDETR_KEY := $(shell { cat $(RFDETR_INPUTS); echo '$(RFDETR_REQUIREMENTS)'; } | sha256sum | cut -c1-12)
 RFDETR_FIXTURES := $(FIXTURE_CACHE)/rfdetr-$(RFDETR_KEY)
 
-.PHONY: install serve test bench bench-ray fuzz soak fixtures rfdetr-fixtures family-fixtures clean
+.PHONY: install serve test bench bench-ray fuzz soak fixtures rfdetr-fixtures family-fixtures yolo-nas-fixtures clean
 
 install: $(STAMP)
 
@@ -73,6 +73,24 @@ $(FIXTURES_VENV)/.families-installed: $(FIXTURES_STAMP)
 family-fixtures: $(FIXTURES_VENV)/.families-installed
 	$(FIXTURES_VENV)/bin/python tools/make_family_fixtures.py tests/fixtures/families $(ARGS)
 
+# super-gradients 3.7.1 (YOLO-NAS) pins 2023-era packages (onnxruntime 1.15, protobuf 3.20, torchmetrics 0.8...):
+# installed without them, with only what its import and `model.export()` need. Opt-in, like family-fixtures.
+YOLO_NAS_VENV := .venv-yolo-nas
+YOLO_NAS_REQUIREMENTS := torchvision==0.28.0 onnx==1.23.2 onnxruntime==1.32.0 "setuptools<81" psutil omegaconf \
+	hydra-core termcolor tqdm einops json-tricks Deprecated stringcase treelib rapidfuzz jsonschema scipy \
+	opencv-python-headless matplotlib torchmetrics pygments boto3 onnxsim tensorboard requests imagesize \
+	data-gradients onnx-graphsurgeon
+
+$(YOLO_NAS_VENV)/.installed:
+	$(PYTHON) -m venv $(YOLO_NAS_VENV)
+	$(YOLO_NAS_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(YOLO_NAS_VENV)/bin/python -m pip install --quiet $(YOLO_NAS_REQUIREMENTS)
+	$(YOLO_NAS_VENV)/bin/python -m pip install --quiet --no-deps super-gradients==3.7.1
+	touch $@
+
+yolo-nas-fixtures: $(YOLO_NAS_VENV)/.installed
+	$(YOLO_NAS_VENV)/bin/python tools/make_yolo_nas_fixtures.py tests/fixtures/yolo_nas
+
 rfdetr-fixtures: $(RFDETR_FIXTURES)/done
 
 # The script builds into a temporary sibling folder, writes `done` last and renames it into place.
@@ -115,4 +133,4 @@ fixtures: $(TEST_STAMP) $(SDK_STAMP) $(FIXTURES_STAMP)
 	VISIONSERVE_TEST_FIXTURES=$(CURDIR)/build/fixtures $(BIN)/python -m pytest tests/test_tasks.py tests/test_official_sdk.py
 
 clean:
-	rm -rf $(VENV) $(SDK_VENV) $(FIXTURES_VENV) $(RFDETR_VENV) .pytest_cache build
+	rm -rf $(VENV) $(SDK_VENV) $(FIXTURES_VENV) $(RFDETR_VENV) $(YOLO_NAS_VENV) .pytest_cache build

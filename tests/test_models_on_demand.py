@@ -77,7 +77,7 @@ def api(detector: tuple[bytes, list[str]], hostile_weights: dict[str, bytes]):
             "unhurried/1": model(describe_delay_s=3.0),
             "broken/1": CatalogModel(weights=b"not an onnx file" * 100, environment=environment(classes), classes=classes),
             "badsum/1": model(wrong_md5=True),
-            "nas/1": model(model_type="yolo_nas_s"),
+            "mystery/1": model(model_type="mystery-net-9"),
             "stretch/1": CatalogModel(weights=weights, environment=environment(classes, "Stretch to"), classes=None),
             "crop/1": model(environment=environment(
                 classes, **{"static-crop": {"enabled": True, "x_min": 20, "y_min": 0, "x_max": 80, "y_max": 60}})),
@@ -200,7 +200,7 @@ def test_a_download_killed_half_way_is_known_then_cleaned_at_the_next_load(
         ("private/1", FORBIDDEN_KEY, 403, "lacks access"),
         ("broken/1", None, 502, "broken package for broken/1: cannot open weights.onnx as an ONNX model"),
         ("badsum/1", None, 502, "MD5"),
-        ("nas/1", None, 501, "yolo_nas_s"),
+        ("mystery/1", None, 501, "mystery-net-9"),
         ("dropped/1", None, 503, "weights API"),  # the link drops on every attempt
         ("weights-down/1", None, 503, "Could not reach"),  # described, so known to exist: an outage
         ("unhurried/1", None, 504, "Timeout"),

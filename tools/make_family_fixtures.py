@@ -12,6 +12,9 @@ Files (all seeded, nothing downloaded; see the README.md written next to them):
   pipeline (`preproc`, `demo_postprocess`, `multiclass_nms`) and `yolox.utils.postprocess`.
 - torchvision-mobilenet_v3_small.onnx: torchvision `mobilenet_v3_small(width_mult=0.5, num_classes=3)`, random
   weights, BatchNorm statistics re-estimated. Expected: torchvision's ImageNet eval preset + onnxruntime + softmax.
+- torchvision-vit-tiny.onnx / torchvision-vit-tiny-sigmoid.onnx: a one-layer torchvision `VisionTransformer`
+  (patch 32, hidden 32, 3 classes), random weights, exported with plain logits and with a sigmoid appended.
+  Expected: torch's probabilities on the reference server's `vit` pre-processing (stretch, mean = std = 0.5).
 - shapes-detect-dynamic-nms.onnx: tools/make_fixtures.py's shapes detector retrained (shorter run), exported with
   `dynamic=True, nms=True` at batch 1. Expected: Ultralytics' predictor per image, plus what onnxruntime returns for
   a batch of two images (the second image's rows are lost).
@@ -59,7 +62,7 @@ SEED = 0
 NAMES = ["circle", "square", "triangle"]
 DETECT_IMAGES = ["detect_0.jpg", "detect_4.jpg", "detect_5.jpg"]  # 320x320, 480x320, 320x480
 CLASSIFY_IMAGES = ["classify_0.jpg", "classify_1.jpg", "classify_2.jpg", "classify_3.jpg", "detect_4.jpg"]
-FAMILIES = ("rtdetr", "yolox", "torchvision", "ultralytics-classify", "dynamic-nms", "yolo26")
+FAMILIES = ("rtdetr", "yolox", "torchvision", "vit", "ultralytics-classify", "dynamic-nms", "yolo26")
 PINNED = ("ultralytics", "torch", "torchvision", "yolox", "onnx", "onnxslim", "onnxruntime", "numpy", "opencv-python",
           "pillow")
 
@@ -67,6 +70,7 @@ PINNED = ("ultralytics", "torch", "torchvision", "yolox", "onnx", "onnxslim", "o
 RTDETR_EPOCHS = 12
 RTDETR_CONF = 0.01
 YOLOX_SIZE = (416, 416)
+VIT_SIZE = 224
 YOLOX_STEPS = 0  # >0: a short AdamW run with yolox's own loss (only smoke-tested: 20 steps)
 YOLOX_SCORE, YOLOX_NMS = 0.05, 0.45
 YOLOX_KEEP = 100  # random weights leave thousands of boxes: expected.json keeps the first (highest-scoring) 100
@@ -485,6 +489,60 @@ def build_torchvision(out: Path) -> dict[str, Any]:
     }
 
 
+def roboflow_vit_tensor(image_bgr: np.ndarray, size: int) -> np.ndarray:
+    """The reference server's legacy pre-processing for a `vit` classifier whose environment.json says
+    "Stretch to": cv2 bilinear resize of float32 BGR pixels, BGR -> RGB, /255, mean = std = 0.5, NCHW."""
+    resized = cv2.resize(image_bgr.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    return ((resized[:, :, ::-1] / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def build_vit(out: Path) -> dict[str, dict[str, Any]]:
+    """A tiny torchvision ViT exported twice: plain logits (single-label) and with a sigmoid at the end (a genuine
+    multi-label classifier's output), with torch's own probabilities on the reference's `vit` pre-processing."""
+    import onnxruntime as ort
+    import torch
+    from torchvision.models import VisionTransformer
+
+    seed_everything()
+    model = VisionTransformer(image_size=VIT_SIZE, patch_size=32, num_layers=1, num_heads=2, hidden_dim=32,
+                              mlp_dim=64, num_classes=len(NAMES)).eval()
+    scenes = torch.from_numpy(np.concatenate([roboflow_vit_tensor(s, VIT_SIZE) for s in calibration_scenes(16)]))
+    with torch.no_grad():  # random heads start at zero (torchvision): random weights, logits of std 2
+        model.heads.head.weight.normal_()
+        model.heads.head.weight.mul_(2.0 / float(model(scenes).std()))
+    variants = {"torchvision-vit-tiny.onnx": (model, "softmax"),
+                "torchvision-vit-tiny-sigmoid.onnx": (torch.nn.Sequential(model, torch.nn.Sigmoid()).eval(), "sigmoid")}
+    entries = {}
+    for file, (network, activation) in variants.items():
+        path = out / file
+        torch.onnx.export(network, scenes[:1], str(path), input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=17, dynamo=False)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        images, onnx_gap = {}, 0.0
+        for name in CLASSIFY_IMAGES:
+            tensor = roboflow_vit_tensor(cv2.imread(str(IMAGES / name)), VIT_SIZE)
+            with torch.no_grad():
+                scores = network(torch.from_numpy(tensor))[0].double()
+            onnx_gap = max(onnx_gap, float(np.abs(session.run(None, {"input": tensor})[0][0] - scores.numpy()).max()))
+            images[name] = (scores.softmax(0) if activation == "softmax" else scores).tolist()
+        entries[file] = {
+            "family": "torchvision-vit",
+            **io_of(path),
+            "names": NAMES,
+            "settings": {
+                "reference": f"torch forward of the exported module, then {activation} (float64)" if activation ==
+                "softmax" else "torch forward of the exported module (its last layer is the sigmoid)",
+                "preprocess": "the reference server's `vit` legacy path with PREPROCESSING resize 'Stretch to' "
+                f"{VIT_SIZE}x{VIT_SIZE}: cv2.imread BGR, cv2.resize on float32 (INTER_LINEAR), BGR->RGB, /255, "
+                "(x - 0.5) / 0.5, NCHW",
+                "max_abs_diff_onnx_vs_torch": onnx_gap,
+            },
+            "training": {"random_weights": True, "head": "normal weights scaled so logits have std 2 on scenes"},
+            "images": images,
+        }
+    return entries
+
+
 # ----------------------------------------------------------------------------------------------------------
 # 4. Ultralytics classify probabilities for the committed shapes-classify.onnx
 # ----------------------------------------------------------------------------------------------------------
@@ -695,6 +753,11 @@ package's own answers on the images in `tests/fixtures/images/`. Do not edit by 
   random weights, BatchNorm statistics re-estimated on shapes scenes, last layer widened; `torch.onnx.export`
   (`input` [batch,3,224,224] -> `output` logits). Expected: torchvision's ImageNet eval preset (Resize 256 bilinear
   antialiased, CenterCrop 224, /255, ImageNet mean/std) + onnxruntime + softmax.
+- **torchvision-vit-tiny.onnx / -sigmoid.onnx**: torchvision `VisionTransformer(image_size=224, patch_size=32,
+  num_layers=1, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=3)`, random weights (head scaled to logits of
+  std 2), exported with plain logits and with `nn.Sigmoid()` appended (a multi-label classifier's output).
+  Expected: the reference server's `vit` pre-processing (cv2 float32 stretch to 224, RGB, /255, mean = std = 0.5),
+  torch forward, softmax (logits file) or the sigmoid outputs as they are.
 - **shapes-detect-dynamic-nms.onnx**: make_fixtures' shapes detector retrained for {run['detect_epochs']} epochs, exported with
   `dynamic=True, nms=True` (batch 1). Expected: Ultralytics' predictor per image; `batch_of_two_onnxruntime` shows
   what a batch of two returns.
@@ -751,6 +814,7 @@ def main(argv: list[str]) -> None:
     step("rtdetr", lambda: {"rtdetr-shapes.onnx": build_rtdetr(args.out, args.rtdetr_epochs, args.rtdetr_weights)})
     step("yolox", lambda: build_yolox(args.out, args.yolox_steps))
     step("torchvision", lambda: {"torchvision-mobilenet_v3_small.onnx": build_torchvision(args.out)})
+    step("vit", lambda: build_vit(args.out))
     step("ultralytics-classify", lambda: {"shapes-classify.onnx": build_ultralytics_classify()})
     step("dynamic-nms", lambda: {"shapes-detect-dynamic-nms.onnx": build_dynamic_nms(args.out, args.detect_epochs)})
     step("yolo26", lambda: build_yolo26(args.out))

@@ -83,8 +83,8 @@ def models_add(
     ],
     family: Annotated[
         str | None,
-        typer.Option(help="Model family when the file cannot tell: yolo (yolov5, yolov8...), yolox, rfdetr, rtdetr.",
-                     default_factory=FROM_MODEL),
+        typer.Option(help="Model family when the file cannot tell: yolo (yolov5, yolov8...), yolox, rfdetr, rtdetr, "
+                     "yolo-nas.", default_factory=FROM_MODEL),
     ],
     normalize: Annotated[
         str | None,

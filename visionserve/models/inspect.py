@@ -2,8 +2,9 @@
 the server can run them, and adding them to the store.
 
 A bare file's family and task come from what it carries: output names (RF-DETR's `dets`/`labels`), Ultralytics
-metadata (`task`, `head`), or failing those the output shapes. Where shapes alone fit more than one family, the
-model is refused with the candidates and the flag that chooses, never served on a guess.
+metadata (`task`, `head`), or failing those the output shapes (YOLO-NAS's boxes and scores, super-gradients' NMS
+outputs). Where shapes alone fit more than one family, the model is refused with the candidates and the flag that
+chooses, never served on a guess.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from visionserve.models.roboflow import (
 from visionserve.models.store import ModelStore
 from visionserve.models.ultralytics import UltralyticsMetadata, parse_metadata
 from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel, RuntimeOptions
+from visionserve.tasks.yolo_nas import nas_layout
 
 # Weights file names in Roboflow packages, by model family.
 PACKAGE_WEIGHTS = ("weights.onnx", "yolov5s_weights.onnx", "best.onnx")
@@ -96,6 +98,9 @@ def recognise(
         family = ModelFamily.YOLO
     else:
         family = None
+    shapes = probe_output_shapes(runner, input_hw) if family is None else None
+    if shapes is not None and nas_layout(runner.output_names, shapes) is not None:
+        family = ModelFamily.YOLO_NAS
     if family is ModelFamily.RFDETR:
         return family, overrides.task or rfdetr_task(runner)
     if family is not None and family is not ModelFamily.YOLO:
@@ -106,7 +111,7 @@ def recognise(
             f"serve; it serves {', '.join(task.value for task in Task)}"
         )
     task = overrides.task or metadata.task
-    shapes = probe_output_shapes(runner, input_hw)
+    shapes = shapes or probe_output_shapes(runner, input_hw)
     if family is None and not metadata.class_names:
         ambiguous_family(shapes, overrides)
     task = task or task_from_outputs(shapes)
@@ -114,7 +119,8 @@ def recognise(
         raise ModelPackageError(
             "a plain classifier without metadata: its input normalisation cannot be told from the file; pass "
             "--normalize imagenet (torchvision and timm models: ImageNet mean/std, resize to 256 and crop 224) "
-            "or --normalize none (pixels scaled to 0..1, as Ultralytics classifiers)"
+            "or --normalize none (pixels scaled to 0..1, as Ultralytics classifiers); add --multilabel if its classes "
+            "are independent (one sigmoid score each)"
         )
     return ModelFamily.YOLO, task
 
@@ -204,8 +210,11 @@ def _package_manifest(folder: Path, model_id: str, overrides: ManifestOverrides)
     if weights is None:
         raise ModelPackageError(f"{folder} holds none of {', '.join(PACKAGE_WEIGHTS)}")
     runner = open_session(weights, RuntimeOptions())
-    family = overrides.family or (ModelFamily.RFDETR if is_rfdetr(runner) else ModelFamily.YOLO)
-    task = overrides.task or _package_task(folder)
+    family = overrides.family or _package_family(runner)
+    recorded_task, model_type = _recorded_type(folder)
+    task = overrides.task or recorded_task
+    if task is None and family is ModelFamily.YOLO_NAS:
+        task = Task.OBJECT_DETECTION
     if task is None:
         task = rfdetr_task(runner) if family is ModelFamily.RFDETR else parse_metadata(runner.metadata).task
     if task is None:
@@ -216,19 +225,31 @@ def _package_manifest(folder: Path, model_id: str, overrides: ManifestOverrides)
         task,
         read_environment(folder / ENVIRONMENT_FILE),
         class_names=read_class_names(names_file) if names_file.is_file() else None,
+        model_type=model_type,
         source=str(folder.resolve()),
         family=family,
     )
     return weights, overrides.apply(manifest)
 
 
-def _package_task(folder: Path) -> Task | None:
-    """`model_type.json` (written by the reference's cache) records the project's task."""
+def _package_family(runner: OnnxModel) -> ModelFamily:
+    """RF-DETR and YOLO-NAS tell by their outputs; the reference's other packaged models are YOLO-family."""
+    if is_rfdetr(runner):
+        return ModelFamily.RFDETR
+    if nas_layout(runner.output_names, probe_output_shapes(runner, (640, 640))) is not None:
+        return ModelFamily.YOLO_NAS
+    return ModelFamily.YOLO
+
+
+def _recorded_type(folder: Path) -> tuple[Task | None, str | None]:
+    """`model_type.json` (written by the reference's cache) records the project's task and the model type, which
+    decides a classifier's normalisation."""
     try:
-        recorded = json.loads((folder / "model_type.json").read_text()).get("project_task_type")
-        return Task.parse(recorded) if recorded else None
+        recorded = json.loads((folder / "model_type.json").read_text())
+        task, model_type = recorded.get("project_task_type"), recorded.get("model_type")
+        return (Task.parse(task) if task else None), (model_type if isinstance(model_type, str) else None)
     except (OSError, ValueError, AttributeError):
-        return None
+        return None, None
 
 
 def import_model(
@@ -248,6 +269,8 @@ def import_model(
         check_runnable(path, manifest, runner)
     else:
         raise FileNotFoundError(f"no such file or folder: {path}")
+    if overrides.multilabel and manifest.task is not Task.CLASSIFICATION:
+        raise ModelPackageError(f"--multilabel is for classifiers; this model's task is {manifest.task.value}")
     with store.locked(model_id):
         store.discard_leftovers(model_id)  # what a `models add` or download killed half-way left
         return store.add(weights, manifest, replace=replace, extra_files=extras)

@@ -60,6 +60,7 @@ class ModelFamily(str, Enum):
     RFDETR = "rfdetr"  # Roboflow RF-DETR: ImageNet-normalised stretch, sigmoid logits, top-k, no NMS
     RTDETR = "rtdetr"  # Ultralytics RT-DETR: stretch, RGB 0..1, sigmoid scores per query, no NMS
     YOLOX = "yolox"  # Megvii YOLOX: top-left letterbox, BGR 0..255, grid decode, objectness x class, NMS
+    YOLO_NAS = "yolo-nas"  # Deci YOLO-NAS (super-gradients): letterbox, RGB 0..1, xyxy boxes + class scores, NMS
 
     @classmethod
     def parse(cls, name: str) -> ModelFamily:
@@ -72,6 +73,7 @@ _FAMILY_ALIASES = {
     "yolov8": ModelFamily.YOLO,
     "rfdetr": ModelFamily.RFDETR,
     "rtdetr": ModelFamily.RTDETR,
+    "yolonas": ModelFamily.YOLO_NAS,
 }
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

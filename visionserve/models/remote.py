@@ -31,26 +31,32 @@ from visionserve.models.weights_api import (
 
 logger = logging.getLogger(__name__)
 
-# Roboflow model types by the family of their ONNX exports; others (YOLO-NAS, ViT, ResNet...) are refused.
+# Roboflow model types by the family of their ONNX exports.
 _FAMILY_PREFIXES = {
     ModelFamily.YOLO: ("yolov5", "yolov7", "yolov8", "yolov9", "yolov10", "yolov11", "yolo11", "yolov12", "yolo26"),
     ModelFamily.RFDETR: ("rfdetr",),
+    ModelFamily.YOLO_NAS: ("yolo_nas", "yolo-nas"),
 }
+_CLASSIFIER_PREFIXES = ("vit", "resnet")  # plain classifiers: the YOLO family's classification code serves them
 _SERVED_TASKS = {task.value: task for task in Task}
 
 
 def _family_and_task(remote: RemoteModel, model_id: str) -> tuple[ModelFamily, Task]:
+    """The family whose pre- and post-processing the model needs. A type missing (or `ort`) is the reference's
+    default for the task: YOLOv5 for detection, ViT for classification, both served by the YOLO family's code."""
     task = _SERVED_TASKS.get(remote.task_type)
     if task is None:
         raise TaskNotSupportedError(f"Model {model_id} is {with_article(remote.task_type)} model, which this server cannot serve.")
     model_type = (remote.model_type or "").lower()
     if not model_type or model_type == "ort":
         return ModelFamily.YOLO, task
+    if task is Task.CLASSIFICATION and model_type.startswith(_CLASSIFIER_PREFIXES):
+        return ModelFamily.YOLO, task
     family = next((family for family, prefixes in _FAMILY_PREFIXES.items() if model_type.startswith(prefixes)), None)
     if family is None:
         raise TaskNotSupportedError(
-            f"Model {model_id} is {with_article(str(remote.model_type))} model; this server runs YOLO-family and RF-DETR "
-            "ONNX models."
+            f"Model {model_id} is {with_article(str(remote.model_type))} model; this server runs YOLO-family, RF-DETR, "
+            "YOLO-NAS, ViT and ResNet ONNX models."
         )
     return family, task
 

@@ -2,7 +2,8 @@
 
 Facts from the reference: PREPROCESSING may be a JSON string or an object; its `resize.format` picks stretch or a
 letterbox with black, grey (114) or white edges; the other fit modes fall back to a black letterbox; anything
-unknown means stretch. `class_names.txt` (one name a line) wins over CLASS_MAP when present.
+unknown means stretch. `class_names.txt` (one name a line) wins over CLASS_MAP when present. Classifiers are
+normalised by model type after scaling to 0..1.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from visionserve.models.manifest import (
     Contrast,
     ModelFamily,
     ModelManifest,
+    Normalization,
     Preprocessing,
     ResizeMode,
     StaticCrop,
@@ -81,6 +83,14 @@ def _steps(preprocessing: Mapping[str, Any]) -> Preprocessing:
         raise ModelPackageError(f"environment.json: unsupported PREPROCESSING step: {error}") from None
 
 
+def classifier_normalization(model_type: str | None) -> Normalization:
+    """The reference's classifiers: ResNet exports take ImageNet mean/std; ViT (also the type of a classifier that
+    names none), YOLOv8-cls and any other take its base default, mean = std = 0.5."""
+    if (model_type or "").lower().startswith("resnet"):
+        return Normalization.imagenet()
+    return Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
 def _class_map_names(environment: Mapping[str, Any]) -> list[str] | None:
     class_map = environment.get("CLASS_MAP")
     if not isinstance(class_map, Mapping) or not class_map:
@@ -121,6 +131,7 @@ def manifest_from_environment(
             pad_value=pad_value,
             preprocessing=_steps(preprocessing),
             multilabel=bool(environment.get("MULTICLASS", False)),
+            normalization=classifier_normalization(model_type) if task is Task.CLASSIFICATION else None,
             colors={**(env_colors if isinstance(env_colors, Mapping) else {}), **(colors or {})},
             model_type=model_type,
             family=family,

@@ -142,9 +142,15 @@ class Predictor(ABC):
         with timed("postprocess"):
             return [
                 self.postprocess(
-                    [output[index] for output in outputs],
+                    image_outputs,
                     replace(transform, offset_x=x, offset_y=y, image_width=image.width, image_height=image.height),
                     params,
                 )
-                for index, (transform, (_, x, y), image) in enumerate(zip(transforms, adjusted, chunk))
+                for image_outputs, transform, (_, x, y), image in zip(
+                    self.per_image(outputs, len(chunk)), transforms, adjusted, chunk
+                )
             ]
+
+    def per_image(self, outputs: list[np.ndarray], count: int) -> list[list[np.ndarray]]:
+        """Each of the first `count` images' outputs, batch axis removed."""
+        return [[output[index] for output in outputs] for index in range(count)]

@@ -3,11 +3,13 @@ keyed by class, `predicted_classes`), shaped as the reference does."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from visionserve.models.manifest import Task
+from visionserve.models.manifest import ResizeMode, Task
 from visionserve.tasks.base import Options, Predictor, ResponseFields, confidence_option
-from visionserve.tasks.preprocess import ImageTransform
+from visionserve.tasks.preprocess import ImageTransform, InputSpec
 
 DEFAULT_CONFIDENCE = 0.4
 KEYWORD_CONFIDENCE = 0.5  # what the reference uses for "best" and "default" on classifiers
@@ -25,6 +27,12 @@ def _as_probabilities(scores: np.ndarray, multilabel: bool) -> np.ndarray:
 
 class ClassificationPredictor(Predictor):
     task = Task.CLASSIFICATION
+
+    def input_spec(self) -> InputSpec:
+        """Stretched classifiers come from Roboflow packages (the others centre-crop): the reference resizes their
+        pixels as float32, never rounded back to bytes."""
+        spec = super().input_spec()
+        return replace(spec, float_resize=spec.resize is ResizeMode.STRETCH)
 
     def configure(self, warmup: list[np.ndarray]) -> None:
         shape = warmup[0].shape

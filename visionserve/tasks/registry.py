@@ -12,6 +12,7 @@ from visionserve.tasks.obb import OrientedDetectionPredictor
 from visionserve.tasks.rfdetr import RFDETRDetectionPredictor, RFDETRSegmentationPredictor
 from visionserve.tasks.rtdetr import RTDETRDetectionPredictor
 from visionserve.tasks.segmentation import InstanceSegmentationPredictor
+from visionserve.tasks.yolo_nas import YoloNasDetectionPredictor
 from visionserve.tasks.yolox import YoloxDetectionPredictor
 
 PREDICTORS: dict[tuple[ModelFamily, Task], type[Predictor]] = {
@@ -24,6 +25,7 @@ PREDICTORS: dict[tuple[ModelFamily, Task], type[Predictor]] = {
     (ModelFamily.RFDETR, Task.INSTANCE_SEGMENTATION): RFDETRSegmentationPredictor,
     (ModelFamily.RTDETR, Task.OBJECT_DETECTION): RTDETRDetectionPredictor,
     (ModelFamily.YOLOX, Task.OBJECT_DETECTION): YoloxDetectionPredictor,
+    (ModelFamily.YOLO_NAS, Task.OBJECT_DETECTION): YoloNasDetectionPredictor,
 }
 
 
