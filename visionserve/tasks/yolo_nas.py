@@ -58,6 +58,11 @@ class YoloNasDetectionPredictor(ObjectDetectionPredictor):
                              "family's boxes and classes (a renamed RF-DETR export?); pass --family")
         self.nas_layout = layout
 
+    @property
+    def batchable(self) -> bool:
+        """Flat rows name their image by its index in the pass: passes of several requests must not merge."""
+        return super().batchable and self.nas_layout is not NasLayout.FLAT
+
     def per_image(self, outputs: list[np.ndarray], count: int) -> list[list[np.ndarray]]:
         """The flat format has no batch axis: its rows name their image in the first column."""
         if self.nas_layout is not NasLayout.FLAT:
