@@ -26,7 +26,7 @@ FIXTURE_CACHE ?= $(HOME)/.cache/visionserve-fixtures
 RFDETR_KEY := $(shell { cat $(RFDETR_INPUTS); echo '$(RFDETR_REQUIREMENTS)'; } | sha256sum | cut -c1-12)
 RFDETR_FIXTURES := $(FIXTURE_CACHE)/rfdetr-$(RFDETR_KEY)
 
-.PHONY: install serve test bench bench-ray fuzz soak fixtures rfdetr-fixtures family-fixtures clean
+.PHONY: install serve test bench bench-ray fuzz soak fixtures rfdetr-fixtures family-fixtures semantic-fixtures clean
 
 install: $(STAMP)
 
@@ -72,6 +72,10 @@ $(FIXTURES_VENV)/.families-installed: $(FIXTURES_STAMP)
 # dynamic+nms fixtures with each package's own expected answers, rebuilt into tests/fixtures/families.
 family-fixtures: $(FIXTURES_VENV)/.families-installed
 	$(FIXTURES_VENV)/bin/python tools/make_family_fixtures.py tests/fixtures/families $(ARGS)
+
+# Opt-in too: a torchvision LR-ASPP export, and torchvision's and Ultralytics' per-pixel answers (semantic.json).
+semantic-fixtures: $(FIXTURES_STAMP)
+	$(FIXTURES_VENV)/bin/python tools/make_semantic_fixtures.py tests/fixtures/families
 
 rfdetr-fixtures: $(RFDETR_FIXTURES)/done
 

@@ -31,9 +31,12 @@ from visionserve.models.weights_api import (
 
 logger = logging.getLogger(__name__)
 
-# Roboflow model types by the family of their ONNX exports; others (YOLO-NAS, ViT, ResNet...) are refused.
+# Roboflow model types by the family of their ONNX exports (DeepLabV3+ follows its package's own pre-processing,
+# as the YOLO family does); others (YOLO-NAS, ViT, ResNet...) are refused.
 _FAMILY_PREFIXES = {
-    ModelFamily.YOLO: ("yolov5", "yolov7", "yolov8", "yolov9", "yolov10", "yolov11", "yolo11", "yolov12", "yolo26"),
+    ModelFamily.YOLO: (
+        "yolov5", "yolov7", "yolov8", "yolov9", "yolov10", "yolov11", "yolo11", "yolov12", "yolo26", "deeplabv3plus"
+    ),
     ModelFamily.RFDETR: ("rfdetr",),
 }
 _SERVED_TASKS = {task.value: task for task in Task}
@@ -49,8 +52,8 @@ def _family_and_task(remote: RemoteModel, model_id: str) -> tuple[ModelFamily, T
     family = next((family for family, prefixes in _FAMILY_PREFIXES.items() if model_type.startswith(prefixes)), None)
     if family is None:
         raise TaskNotSupportedError(
-            f"Model {model_id} is {with_article(str(remote.model_type))} model; this server runs YOLO-family and RF-DETR "
-            "ONNX models."
+            f"Model {model_id} is {with_article(str(remote.model_type))} model; this server runs YOLO-family, RF-DETR "
+            "and DeepLabV3+ ONNX models."
         )
     return family, task
 

@@ -2,7 +2,8 @@
 
 Facts from the reference: PREPROCESSING may be a JSON string or an object; its `resize.format` picks stretch or a
 letterbox with black, grey (114) or white edges; the other fit modes fall back to a black letterbox; anything
-unknown means stretch. `class_names.txt` (one name a line) wins over CLASS_MAP when present.
+unknown means stretch. `class_names.txt` (one name a line) wins over CLASS_MAP when present. Semantic segmentation
+packages (DeepLabV3+, the reference's one such model type) take ImageNet-normalised RGB.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from visionserve.models.manifest import (
     Contrast,
     ModelFamily,
     ModelManifest,
+    Normalization,
     Preprocessing,
     ResizeMode,
     StaticCrop,
@@ -124,6 +126,7 @@ def manifest_from_environment(
             colors={**(env_colors if isinstance(env_colors, Mapping) else {}), **(colors or {})},
             model_type=model_type,
             family=family,
+            normalization=Normalization.imagenet() if task is Task.SEMANTIC_SEGMENTATION else None,
             source=source,
         )
     except ValidationError as error:
