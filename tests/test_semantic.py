@@ -13,11 +13,13 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
+import orjson
 import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import FIXTURES, Server, b64
 from tests.fake_weights_api import CatalogModel, FakeWeightsApi, environment
+from tests.test_oip import client_for, images_input
 from visionserve.cli import app
 
 FAMILIES = FIXTURES / "families"
@@ -145,7 +147,25 @@ def test_visualization_blends_the_class_map(http: httpx.Client) -> None:
     assert np.median(change[classes == 0]) < 3 < 20 < np.median(change[classes != 0])  # background: as it was
 
 
-def test_a_detector_is_refused_on_the_semantic_route(http: httpx.Client) -> None:
+def test_the_open_inference_protocol_carries_the_maps(semantic_server: Server, http: httpx.Client) -> None:
+    jpeg = (FIXTURES / "images" / "detect_0.jpg").read_bytes()
+    oip = client_for(semantic_server)
+    result = oip.infer("lraspp", [images_input([jpeg], True)], model_version="1", parameters={"confidence": 0.5})
+    oip.close()
+    (answer,) = result.as_numpy("predictions")
+    route = segment(http, "lraspp/1", "detect_0.jpg", confidence=0.5)
+    assert orjson.loads(answer)["predictions"] == route["predictions"]
+    assert result.as_numpy("scores").shape == (0,)  # no rows: a map is not a list of predictions
+
+
+def test_an_image_too_long_for_short_side_resizing_is_refused(http: httpx.Client) -> None:
+    strip = cv2.imencode(".png", np.zeros((16, 12_000, 3), np.uint8))[1].tobytes()  # short side 160: 120000 long
+    response = http.post("/infer/semantic_segmentation",
+                         json={"model_id": "lraspp/1", "image": {"type": "base64", "value": b64(strip)}})
+    assert response.status_code == 400 and "120000x160, over the limit" in response.json()["message"]
+
+
+def test_a_semantic_model_is_refused_on_another_tasks_route(http: httpx.Client) -> None:
     response = http.post("/infer/object_detection", json={"model_id": "lraspp/1", "image": image_body("detect_0.jpg")})
     assert response.status_code == 400 and "semantic-segmentation model" in response.json()["message"]
 

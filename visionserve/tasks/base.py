@@ -117,9 +117,11 @@ class Predictor(ABC):
     def chunk_size(self, count: int) -> int:
         """Images per forward pass: the fixed batch size, or an even share per concurrent run (so a batch keeps
         every run busy), at most `max_batch_size`."""
+        if self.spec.resize is ResizeMode.SHORT_SIDE:  # each image has an input size of its own
+            return 1
         if self.runner.batch_size:
             return self.runner.batch_size
-        if self.one_image_per_pass or self.spec.resize is ResizeMode.SHORT_SIDE:  # sizes differ by image
+        if self.one_image_per_pass:
             return 1
         return max(1, min(self.max_batch_size, math.ceil(count / self.runner.concurrent_runs)))
 

@@ -10,8 +10,8 @@ Two output layouts are read:
   away and the map resized by nearest neighbour, as Ultralytics' predictor does. Such a file keeps no scores, so
   every pixel's confidence is 255 and the confidence option changes nothing.
 
-The logits are resampled a band of rows at a time, so memory stays bounded on large images; the work (classes x
-answer pixels) is charged to the request's mask budget before it is done.
+The logits are resampled one class at a time into a running softmax, so memory stays bounded on large images; the
+work (classes x answer pixels) is charged to the request's mask budget before it is done.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ DEFAULT_CONFIDENCE = 0.4
 KEYWORD_CONFIDENCE = 0.5  # "best"/"default": the reference's own default for DeepLabV3+
 BACKGROUND_NAME = "background"
 NO_CLASS = 255
-BAND_VALUES = 1 << 22  # logits (classes x rows x width) resampled at once
 
 
 @dataclass(frozen=True)
@@ -58,31 +57,26 @@ def nearest_indices(source: int, target: int) -> np.ndarray:
     return np.minimum(np.floor(np.arange(target, dtype=np.float32) * scale).astype(np.int64), source - 1)
 
 
-def bilinear_weights(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PyTorch's `interpolate(mode="bilinear", align_corners=False)` along one axis: per target index, the two
-    source indices and the weight of the second."""
-    scale = np.float32(source / target)
-    position = np.maximum((np.arange(target, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5), 0)
-    low = np.minimum(position.astype(np.int64), source - 1)
-    return low, np.minimum(low + 1, source - 1), (position - low).astype(np.float32)
-
-
 def classes_and_confidence(logits: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """[C, h, w] logits → (argmax, max softmax probability) at height x width, bilinear, a band of rows at a time."""
-    low_x, high_x, weight_x = bilinear_weights(logits.shape[2], width)
-    columns = logits[:, :, low_x] * (1 - weight_x) + logits[:, :, high_x] * weight_x  # [C, h, width]
-    low_y, high_y, weight_y = bilinear_weights(logits.shape[1], height)
-    classes = np.empty((height, width), dtype=np.uint8)
-    confidence = np.empty((height, width), dtype=np.float32)
-    band = max(1, BAND_VALUES // (logits.shape[0] * width))
-    for start in range(0, height, band):
-        rows = slice(start, min(start + band, height))
-        weight = weight_y[rows, None]
-        values = columns[:, low_y[rows], :] * (1 - weight) + columns[:, high_y[rows], :] * weight
-        best = values.max(axis=0)
-        classes[rows] = values.argmax(axis=0)
-        confidence[rows] = 1 / np.exp(values - best).sum(axis=0)
-    return classes, confidence
+    """[C, h, w] logits → (argmax, max softmax probability) at height x width. Each class's plane is resized
+    bilinearly (half-pixel centres, as PyTorch's `align_corners=False`) in turn and folded into a running softmax
+    (max, and sum of exp relative to it), so memory stays a few planes whatever the class count."""
+
+    def plane(index: int) -> np.ndarray:
+        return cv2.resize(logits[index], (width, height), interpolation=cv2.INTER_LINEAR)
+
+    best = plane(0)
+    classes = np.zeros((height, width), dtype=np.uint8)
+    total = np.ones((height, width), dtype=np.float32)  # sum over classes so far of exp(logit - best)
+    for index in range(1, logits.shape[0]):
+        values = plane(index)
+        higher = values > best  # ties keep the lower class, as argmax does
+        classes[higher] = index
+        peak = np.maximum(best, values)
+        total *= np.exp(best - peak)
+        total += np.exp(values - peak)
+        best = peak
+    return classes, 1 / total
 
 
 class SemanticSegmentationPredictor(Predictor):
@@ -96,6 +90,8 @@ class SemanticSegmentationPredictor(Predictor):
             )
         shape = warmup[0].shape
         count = len(self.class_names)
+        if count > NO_CLASS:
+            raise ModelPackageError(f"it names {count} classes; the class map is an 8-bit PNG, so at most {NO_CLASS}")
         self.has_logits = len(shape) == 4
         if not (self.has_logits and shape[1] == count) and shape[1:] != self.input_hw:
             raise ValueError(
@@ -158,7 +154,7 @@ class SemanticSegmentationPredictor(Predictor):
                 "segmentation_mask": png_base64(classes),
                 "class_map": self.class_map,
                 "confidence_mask": png_base64(confidence_map),
-                "present_class_ids": np.unique(classes).tolist(),
+                "present_class_ids": np.flatnonzero(np.bincount(classes.ravel(), minlength=256)).tolist(),
             }
         }
 
