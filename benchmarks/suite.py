@@ -23,6 +23,8 @@ table says which. Machines are shared and noisy, so the detection targets are me
    best raw forward (>= 0.85 each); a live source at 30 FPS, latency vs the forward pass (p50 <= +15 ms, p95 <=
    2x + 15 ms) at 320 and at 640 (where it drops frames); PyAV vs OpenCV decoding CPU per 1080p frame (<= 1.1x);
    RSS over 10,000 pushed frames (< 5% growth).
+8. Dynamic batching (`benchmarks.batching`): a server merging passes across requests vs one that does not, at 1, 4
+   and 16 clients; whether `auto` (off on the CPU provider) agrees with the run.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.batching import batching_targets
 from benchmarks.detect import load, request_body, test_photo
 from benchmarks.detection import (
     CONCURRENCY,
@@ -272,6 +275,7 @@ def main() -> None:
         targets += memory_targets(home, args.requests)
         targets += workflow_targets(home, args.seconds)
         targets += stream_targets(home, args.seconds)
+        targets += batching_targets(home, args.seconds)
     table = Table("target", "measured", "ratio", "goal", "result", title="performance targets")
     for target in targets:
         table.add_row(target.name, target.measured, f"{target.ratio:.2f}", target.goal,

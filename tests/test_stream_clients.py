@@ -100,11 +100,28 @@ def test_cli_streams_a_file_to_jsonl_and_video(home: Path, video: Path, tmp_path
     assert annotated.stat().st_size > 0
 
 
+def _wait_for_progress(process: subprocess.Popen, timeout: float = 60.0) -> str:
+    """What the CLI wrote to stderr until its first progress line with a frame inferred."""
+    assert process.stderr is not None
+    descriptor = process.stderr.fileno()
+    os.set_blocking(descriptor, False)
+    seen, deadline = b"", time.monotonic() + timeout
+    while b"fps" not in seen:
+        assert time.monotonic() < deadline and process.poll() is None, seen
+        try:
+            seen += os.read(descriptor, 65536)
+        except BlockingIOError:
+            time.sleep(0.1)
+    os.set_blocking(descriptor, True)
+    return seen.decode()
+
+
 def test_cli_ends_cleanly_on_ctrl_c(home: Path, video: Path) -> None:
     process = _cli(home, str(video), "--model", "shapes-detect/1", "--max-fps", "1")  # 12 s of video
-    time.sleep(4)  # the model loads, a few frames go by
+    before = _wait_for_progress(process)  # the model has loaded and frames go by (however busy the machine is)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
+    stderr = before + stderr
     assert process.returncode == 0, stderr
     assert "stopping" in stderr and "Traceback" not in stderr and "ended" not in stderr.split("stopping")[0]
 

@@ -203,6 +203,29 @@ def test_live_slow_consumer_gets_newest_with_bounded_buffer() -> None:
     assert source.state is SourceState.ENDED
 
 
+def test_live_eager_waits_for_the_next_frame_when_the_newest_is_stale() -> None:
+    """A consumer arriving at any phase of a 12.5 FPS camera gets a frame at most about half a period old: when the
+    newest is older than that, the read waits for the next one (never much more than a period)."""
+    period = 0.08
+    source = open_source(Camera(fps=1 / period), 0, SourceOptions())
+    read_some(source, 3)
+    phases = np.random.default_rng(7).uniform(0, period, 40)
+    ages, waits = [], []
+    for phase in phases:
+        time.sleep(period + phase)  # what an inference pass of any length does between reads
+        asked = time.monotonic()
+        frame = source.read(timeout=1.0)
+        assert frame is not None
+        now = time.monotonic()
+        ages.append(now - frame.capture_monotonic)
+        waits.append(now - asked)
+    source.close()
+    # without the wait, ages would spread evenly over the whole period: half of them over period / 2
+    assert sorted(ages)[int(0.9 * len(ages))] <= period / 2 + 0.01, ages
+    assert max(waits) <= 1.25 * period + 0.05, waits
+    assert sum(wait > 0.005 for wait in waits) >= len(waits) // 4  # it did wait, about half the time
+
+
 @pytest.mark.parametrize(("filling", "kept"), [
     (FillingStrategy.DROP_OLDEST, list(range(15, 20))),
     (FillingStrategy("ADAPTIVE_DROP_LATEST"), list(range(5))),

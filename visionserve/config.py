@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     )
     max_active_models: int = Field(8, ge=1, description="Models kept in memory; least recently used go first.")
     max_batch_size: int = Field(16, ge=1, description="Most images in one forward pass of a dynamic-batch model.")
+    dynamic_batching: Literal["auto", "on", "off"] = Field(
+        "auto", description="Merge the forward passes of requests for one model that wait for the same cores into one "
+        "pass; auto: on for accelerators, off on the CPU provider (see the README's measurements).",
+    )  # fmt: skip
+    dynamic_batching_delay_ms: float | None = Field(
+        None, ge=0, le=100, description="How long a merged pass, once it holds a core, waits for more requests to "
+        "join; unset: 0 on the CPU provider, 2 on accelerators.",
+    )  # fmt: skip
+    dynamic_batching_models: dict[str, bool] = Field(
+        default_factory=dict, description='Per-model dynamic batching over the server-wide choice, as JSON: '
+        '{"my-model/1": true}.',
+    )  # fmt: skip
 
     allow_url_input: bool = Field(True, description="Accept images given as http(s) URLs.")
     url_allow_hosts: CommaList = Field(

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from visionserve.observe import RequestStats, stage_cpu_seconds
+from visionserve.runtime.batching import merged_totals
 from visionserve.runtime.cores import CoreBudget
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -50,6 +51,15 @@ class CpuCollector(Collector):
         passes.add_metric(["all"], self.cores.wide_passes)
         passes.add_metric(["slot"], self.cores.narrow_passes)
         yield passes
+        merged = merged_totals()
+        batched = CounterMetricFamily(
+            "visionserve_merged_passes", "Forward passes that carried several requests (dynamic batching).")
+        batched.add_metric([], merged["passes"])
+        yield batched
+        carried = CounterMetricFamily(
+            "visionserve_merged_requests", "Requests whose forward pass was merged with others' (dynamic batching).")
+        carried.add_metric([], merged["requests"])
+        yield carried
 
 
 class Metrics:

@@ -32,7 +32,7 @@ from visionserve.images.fetch import UrlFetcher
 from visionserve.images.loader import ImageLoader
 from visionserve.models.aliases import resolve_alias
 from visionserve.models.builtin import BuiltinModels
-from visionserve.models.loader import LoadedModel, load_model
+from visionserve.models.loader import BatchingChoice, LoadedModel, load_model
 from visionserve.models.manager import ModelManager
 from visionserve.models.manifest import ModelPackage
 from visionserve.models.remote import RemoteModels
@@ -40,7 +40,8 @@ from visionserve.models.resolver import ModelResolver, ModelSource
 from visionserve.models.store import ModelStore
 from visionserve.models.weights_api import WeightsApi, WeightsApiLimits
 from visionserve.runtime.cores import CoreBudget
-from visionserve.runtime.onnx_model import RuntimeOptions
+from visionserve.runtime.batching import BatchingPolicy
+from visionserve.runtime.onnx_model import CPU_PROVIDER, OnnxModel, RuntimeOptions
 from visionserve.runtime.threads import ThreadPlan, available_cores, keep_opencv_to_its_caller, plan_threads
 from visionserve.streams.manager import PipelineManager
 
@@ -65,6 +66,27 @@ def settings_runtime(
         tuple(settings.execution_providers), plan.run_threads, plan.concurrent_runs, settings.ort_spinning,
         plan.lone_threads, cores,
     )  # fmt: skip
+
+
+ACCELERATOR_BATCH_DELAY_S = 0.002  # a GPU pass costs about the same for 1 image as for several: worth a wait
+
+
+def batching_choice(settings: Settings) -> BatchingChoice:
+    """Per model: merged passes or not (its per-model setting, else the server's, `auto` meaning off on the CPU
+    provider), and how long a merged pass waits for more requests."""
+
+    def choose(model_id: str, runner: OnnxModel) -> BatchingPolicy | None:
+        on_cpu = runner.providers[0] == CPU_PROVIDER
+        enabled = settings.dynamic_batching_models.get(model_id)
+        if enabled is None:
+            enabled = settings.dynamic_batching == "on" or (settings.dynamic_batching == "auto" and not on_cpu)
+        if not enabled:
+            return None
+        delay_ms = settings.dynamic_batching_delay_ms
+        delay_s = (0.0 if on_cpu else ACCELERATOR_BATCH_DELAY_S) if delay_ms is None else delay_ms / 1000
+        return BatchingPolicy(settings.max_batch_size, delay_s)
+
+    return choose
 
 
 def _server_id() -> str:
@@ -111,11 +133,12 @@ class ServerState:
         cores = CoreBudget(plan.concurrent_runs)
         runtime = settings_runtime(settings, cores, plan)
         metrics = Metrics(cores)
+        batching = batching_choice(settings)
 
         def load(model_id: str, package: ModelPackage) -> LoadedModel:
             with metrics.model_load_seconds.time():
                 try:
-                    model = load_model(model_id, package, runtime, settings.max_batch_size)
+                    model = load_model(model_id, package, runtime, settings.max_batch_size, batching)
                 except VisionServeError:
                     metrics.model_loads.labels(model_id, "failed").inc()
                     raise

@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from visionserve.errors import ModelPackageError
 from visionserve.models.manifest import ModelManifest, ModelPackage, Task
+from visionserve.runtime.batching import BatchingPolicy, DynamicBatcher
 from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel, RuntimeOptions
 from visionserve.tasks.base import Predictor, resolve_input_size
 from visionserve.tasks.preprocess import MAX_INPUT_PIXELS
@@ -23,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 MAX_FIXED_BATCH = 64
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
+
+BatchingChoice = Callable[[str, OnnxModel], BatchingPolicy | None]  # (model id, its session) -> policy, or None
 
 
 @dataclass(frozen=True)
@@ -71,17 +75,22 @@ def build_predictor(package: ModelPackage, runner: OnnxModel, max_batch_size: in
     return predictor_class(manifest.family, manifest.task)(manifest, runner, max_batch_size)
 
 
-def load_model(model_id: str, package: ModelPackage, options: RuntimeOptions, max_batch_size: int) -> LoadedModel:
+def load_model(model_id: str, package: ModelPackage, options: RuntimeOptions, max_batch_size: int,
+               batching: BatchingChoice | None = None) -> LoadedModel:  # fmt: skip
     started = time.perf_counter()
     predictor = build_predictor(package, open_session(package.weights_path, options), max_batch_size)
+    policy = batching(model_id, predictor.runner) if batching is not None and predictor.batchable else None
+    if policy is not None:
+        predictor.batcher = DynamicBatcher(predictor.runner, policy)
     elapsed = time.perf_counter() - started
     logger.info(
-        "loaded model %s (%s, %d classes, input %s, providers %s) in %.2f s",
+        "loaded model %s (%s, %d classes, input %s, providers %s, dynamic batching %s) in %.2f s",
         model_id,
         package.manifest.task.value,
         len(package.manifest.class_names),
         "x".join(map(str, predictor.input_hw)),
         ",".join(predictor.runner.providers),
+        "off" if policy is None else f"up to {policy.max_rows} images, {1000 * policy.max_delay_s:g} ms",
         elapsed,
     )
     return LoadedModel(model_id=model_id, package=package, predictor=predictor, load_seconds=elapsed)

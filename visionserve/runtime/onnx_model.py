@@ -99,11 +99,15 @@ class OnnxModel:
     def run(self, batch: np.ndarray, may_widen: bool = False) -> list[np.ndarray]:
         """Outputs for one batch; `may_widen`: the pass may use every core if its request is alone (a batch split
         over several passes runs them side by side instead)."""
+        with self.cores.forward(may_widen and self.lone_session is not None) as wide:
+            return self.run_holding(batch, wide)
+
+    def run_holding(self, batch: np.ndarray, wide: bool) -> list[np.ndarray]:
+        """`run` for a caller already holding the cores (`wide`: all of them, as `CoreBudget.forward` said)."""
         if batch.dtype != self.input_dtype:
             batch = batch.astype(self.input_dtype)
-        with self.cores.forward(may_widen and self.lone_session is not None) as wide:
-            session = self.lone_session if wide and self.lone_session is not None else self.session
-            outputs = session.run(None, {self.input_name: batch})
+        session = self.lone_session if wide and self.lone_session is not None else self.session
+        outputs = session.run(None, {self.input_name: batch})
         return [np.asarray(output, dtype=np.float32) for output in outputs]
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from visionserve.streams.sinks.memory import Batch, MemorySink
 from visionserve.streams.sources import ConsumptionStrategy, FrameSource
 
 logger = logging.getLogger(__name__)
+Rows = list[list[VideoFrame | None]]  # a batch: rows of one frame per source, None where a source had none
 LATENCY_WINDOW = 256  # results whose latencies make the p50 / p95
 MAX_CONSECUTIVE_FAILURES = 3  # batches failing one after another before the pipeline stops in ERROR
 IDLE_READ_S = 0.2  # how long one read waits for a frame (bounds how fast pause and terminate take effect)
@@ -54,6 +56,11 @@ class SourceFigures:
         }
 
 
+def _present(rows: Rows) -> list[VideoFrame]:
+    """The batch's frames, row by row, each source in order."""
+    return [frame for row in rows for frame in row if frame is not None]
+
+
 class Pipeline:
     def __init__(
         self, pipeline_id: str, sources: Sequence[FrameSource], processor: FrameProcessor, memory: MemorySink,
@@ -67,7 +74,14 @@ class Pipeline:
         self.sinks = [memory, *sinks]
         self.batch_collection_timeout = batch_collection_timeout
         self.consumption_timeout = consumption_timeout
-        self.depth = max(1, depth)  # frames of one file source per batch: the forward passes the cores run at once
+        # File sources: `depth` (the passes the cores run at once) passes in flight when the processor allows it,
+        # each of one row (a frame per source), so no core waits for a whole batch to end; else `depth` rows in one
+        # batch. Live sources: one row at a time, the newest frame when a pass can start.
+        files_only = all(source.consumption is ConsumptionStrategy.LAZY for source in self.sources)
+        self._window = max(1, depth) if files_only and processor.order_free else 1
+        self._rows_per_batch = max(1, depth) if files_only and self._window == 1 else 1
+        name = f"pipeline-{pipeline_id[:8]}-pass"
+        self._passes = ThreadPoolExecutor(self._window, name) if self._window > 1 else None
         self.description = description or {}
         self.state = SourceState.INITIALISING
         self.last_error: str | None = None
@@ -133,16 +147,21 @@ class Pipeline:
 
     # the pipeline's own thread
     def _loop(self) -> None:
+        in_flight: deque[tuple[Rows, Future[Any]]] = deque()
         try:
             while not self._stop.is_set():
                 if not self._running.wait(IDLE_READ_S):
                     continue
-                rows = self._collect()
+                rows = self._collect() if len(in_flight) < self._window else []
                 if rows is None:
+                    while in_flight:
+                        self._deliver(*in_flight.popleft())
                     self._finish(SourceState.ENDED)
                     return
                 if rows:
-                    self._process(rows)
+                    in_flight.append((rows, self._start(rows)))
+                if in_flight and (len(in_flight) >= self._window or not rows or in_flight[0][1].done()):
+                    self._deliver(*in_flight.popleft())
                 self._check_consumption()
         except Exception as error:  # noqa: BLE001 - a pipeline must end in a state, never die silently
             logger.exception("pipeline %s failed", self.pipeline_id)
@@ -151,11 +170,11 @@ class Pipeline:
             return
         self._finish(SourceState.ENDED)
 
-    def _collect(self) -> list[list[VideoFrame | None]] | None:
+    def _collect(self) -> Rows | None:
         """Rows of one frame per source (None for a source with none in time); None once every source has ended.
-        A source read frame by frame (a file) gives up to `depth` buffered frames at once, one row each, so one
-        batch keeps every core busy even with a single file, and the other such sources as many (rows stay frames
-        of the same instant); a live source gives its newest frame only."""
+        A source read frame by frame (a file) gives up to `_rows_per_batch` buffered frames at once, one row each,
+        and the other such sources as many (rows stay frames of the same instant); a live source gives its newest
+        frame only."""
         if all(source.ended for source in self.sources):
             return None
         wait = self.batch_collection_timeout if self.batch_collection_timeout is not None else IDLE_READ_S
@@ -167,7 +186,7 @@ class Pipeline:
             frame = source.read(timeout=max(0.0, deadline - time.monotonic()) if index else wait)
             while frame is not None:
                 frames.append(frame)
-                if len(frames) >= (count or self.depth) or source.consumption is not ConsumptionStrategy.LAZY:
+                if len(frames) >= (count or self._rows_per_batch) or source.consumption is not ConsumptionStrategy.LAZY:
                     break
                 frame = source.read(timeout=0 if count is None else max(0.0, deadline - time.monotonic()))
             if frames and count is None and source.consumption is ConsumptionStrategy.LAZY:
@@ -178,10 +197,23 @@ class Pipeline:
             self.state = SourceState.RUNNING
         return rows
 
-    def _process(self, rows: list[list[VideoFrame | None]]) -> None:
-        present = [frame for row in rows for frame in row if frame is not None]  # row by row: each source in order
+    def _start(self, rows: Rows) -> Future[Any]:
+        """The batch's forward pass: on a pass thread when several may be in flight, else here and now."""
+        present = _present(rows)
+        if self._passes is not None:
+            return self._passes.submit(self.processor.infer, present)
+        done: Future[Any] = Future()
         try:
-            answers = self.processor.process(present)
+            done.set_result(self.processor.infer(present))
+        except Exception as error:  # noqa: BLE001 - handed to `_deliver`, as a pass thread's would be
+            done.set_exception(error)
+        return done
+
+    def _deliver(self, rows: Rows, inferred: Future[Any]) -> None:
+        """In frame order: finish the batch (tracking, counting) and give its results to the sinks."""
+        present = _present(rows)
+        try:
+            answers = self.processor.finish(present, inferred.result())
         except VisionServeError as error:
             self.errors += 1
             self.last_error = error.message
@@ -211,6 +243,8 @@ class Pipeline:
             self._stop.set()
 
     def _finish(self, state: SourceState) -> None:
+        if self._passes is not None:
+            self._passes.shutdown(wait=True, cancel_futures=True)  # a pass under way ends before the pipeline does
         for source in self.sources:
             source.close()
         for sink in self.sinks:

@@ -25,7 +25,14 @@ Answer = tuple[dict[str, Any], dict[str, Any] | None]  # (the output to serialis
 
 
 class FrameProcessor(Protocol):
-    def process(self, frames: list[VideoFrame]) -> list[Answer]: ...
+    """`infer` may run for later frames before earlier ones finish when `order_free`; `finish` always runs in frame
+    order, on the pipeline's thread (trackers and counters keep state from frame to frame)."""
+
+    order_free: bool
+
+    def infer(self, frames: list[VideoFrame]) -> Any: ...
+
+    def finish(self, frames: list[VideoFrame], inferred: Any) -> list[Answer]: ...
 
 
 def video_metadata(frame: VideoFrame, pipeline_id: str) -> dict[str, Any]:
@@ -58,12 +65,16 @@ class WorkflowProcessor:
     api_key: str | None = None
 
     plan: Plan | None = None
+    order_free = False  # a definition's blocks (trackers, counters, aggregators) keep state across frames
 
     def check(self) -> None:
         """Compile now, once: a bad definition is the initialise request's 400, not a pipeline that fails later."""
         self.plan = compile_plan(self.definition, self.limits)
 
-    def process(self, frames: list[VideoFrame]) -> list[Answer]:
+    def finish(self, frames: list[VideoFrame], inferred: list[Answer]) -> list[Answer]:
+        return inferred
+
+    def infer(self, frames: list[VideoFrame]) -> list[Answer]:
         metadata = [video_metadata(frame, self.pipeline_id) for frame in frames]
         images = [{"type": "numpy_object", "value": frame.image, "video_metadata": meta}
                   for frame, meta in zip(frames, metadata)]  # fmt: skip
@@ -94,20 +105,22 @@ class ModelProcessor:
     zone: Sequence[Sequence[float]] | None = None
     pipeline_id: str = ""
     sources: dict[int, SourceTracks] = field(default_factory=dict)
+    order_free = True  # the model's passes keep no state; tracking is in `finish`
 
     def check(self) -> None:
         """Resolve and load the model now: an unknown id is the initialise request's 404."""
         self.model_id = validate_model_id(resolve_alias(self.model_id))
         self.service.model(self.model_id, self.api_key)
 
-    def process(self, frames: list[VideoFrame]) -> list[Answer]:
+    def infer(self, frames: list[VideoFrame]) -> list[dict[str, Any]]:
         job = InferenceJob(
             model_id=self.model_id, images=[ImageSpec(DECODED, frame.image) for frame in frames],
             request_id=str(uuid.uuid4()), as_list=True, options=self.options, api_key=self.api_key,
         )  # fmt: skip
-        answers = [result.response for result in self.service.run(job)]
-        if self.track:
-            answers = [self._tracked(frame, answer) for frame, answer in zip(frames, answers)]
+        return [result.response for result in self.service.run(job)]
+
+    def finish(self, frames: list[VideoFrame], inferred: list[dict[str, Any]]) -> list[Answer]:
+        answers = [self._tracked(frame, answer) for frame, answer in zip(frames, inferred)] if self.track else inferred
         return [(answer, answer) for answer in answers]
 
     def _source(self, frame: VideoFrame) -> SourceTracks:

@@ -14,6 +14,7 @@ from visionserve.errors import ModelPackageError
 from visionserve.images.decode import DecodedImage, NeededScale
 from visionserve.models.manifest import ModelManifest, ResizeMode, Task
 from visionserve.observe import timed
+from visionserve.runtime.batching import DynamicBatcher
 from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel
 from visionserve.runtime.parallel import cpu_map
 from visionserve.tasks.adjust import adjust
@@ -64,12 +65,18 @@ class Predictor(ABC):
         self.runner = runner
         self.input_hw = resolve_input_size(manifest, runner)
         self.max_batch_size = max_batch_size
+        self.batcher: DynamicBatcher | None = None  # set by the loader when passes of requests may merge
         self.spec = self.input_spec()
         probe = np.zeros((runner.batch_size or 1, 3, *self.input_hw), dtype=np.float32)
         try:
             self.configure(runner.run(probe))
         except RUNTIME_ERRORS as error:
             raise ModelPackageError(f"cannot serve {manifest.model_id} as {manifest.task.value}: {error}") from None
+
+    @property
+    def batchable(self) -> bool:
+        """Whether passes of several requests may be merged: a dynamic batch axis that answers every image."""
+        return self.runner.batch_size is None and not self.one_image_per_pass
 
     @property
     def class_names(self) -> list[str]:
@@ -140,7 +147,7 @@ class Predictor(ABC):
             adjusted = [adjust(image, self.manifest.preprocessing, options) for image in chunk]
             tensor, transforms = build_input_batch([image for image, _, _ in adjusted], self.spec, self.runner.batch_size)
         with timed("inference"):
-            outputs = self.runner.run(tensor, may_widen)
+            outputs = (self.batcher or self.runner).run(tensor, may_widen)
         with timed("postprocess"):
             return [
                 self.postprocess(
