@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -124,6 +125,18 @@ def test_a_batch_answers_each_image_as_alone(http: httpx.Client) -> None:
     assert response.status_code == 200, response.text
     for answer, name in zip(response.json(), images):
         assert answer["predictions"] == segment(http, "lraspp/1", name)["predictions"]
+
+
+def test_dynamic_batching_with_images_of_their_own_input_size(start_server, tmp_path: Path) -> None:
+    path, flags = MODELS["lraspp/1"]
+    code, output = add(tmp_path / "home", path, "lraspp/1", *flags)
+    assert code == 0, output
+    server = start_server({"VISIONSERVE_DYNAMIC_BATCHING": "on"}, home=tmp_path / "home")
+    images = list(EXPECTED[LRASPP.name]["images"]) * 2  # 160x160, 240x160 and 160x240 inputs at once
+    with server.client() as client, ThreadPoolExecutor(len(images)) as pool:
+        answers = list(pool.map(lambda name: segment(client, "lraspp/1", name, confidence=0.0), images))
+    for answer, image in zip(answers, images):
+        assert_same_map(answer, EXPECTED[LRASPP.name]["images"][image])
 
 
 def test_legacy_route_answers_as_the_v2_route(http: httpx.Client) -> None:
