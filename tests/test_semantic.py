@@ -18,11 +18,13 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from tests.browser_harness import assert_clean, browser, choose_model, open_page, run_detection
 from tests.conftest import FIXTURES, Server, b64
 from tests.fake_weights_api import CatalogModel, FakeWeightsApi, environment
 from tests.test_oip import client_for, images_input
 from visionserve.cli import app
 
+__all__ = ["browser", "open_page"]  # fixtures
 FAMILIES = FIXTURES / "families"
 EXPECTED = json.loads((FAMILIES / "semantic.json").read_text())
 LRASPP = FAMILIES / "torchvision-lraspp-tiny.onnx"
@@ -176,6 +178,21 @@ def test_an_image_too_long_for_short_side_resizing_is_refused(http: httpx.Client
     response = http.post("/infer/semantic_segmentation",
                          json={"model_id": "lraspp/1", "image": {"type": "base64", "value": b64(strip)}})
     assert response.status_code == 400 and "120000x160, over the limit" in response.json()["message"]
+
+
+def test_the_playground_names_the_classes_and_colours_the_map(semantic_server: Server, open_page) -> None:
+    page, log = open_page(semantic_server, "/")
+    choose_model(page, "lraspp-bg/1")
+    assert page.locator("#iou").is_hidden()  # detection options do not apply
+    result = run_detection(page, FIXTURES / "images" / "detect_0.jpg")["predictions"]
+    assert page.inner_text("#summary") == ", ".join(result["class_map"][str(i)] for i in result["present_class_ids"])
+    layer = "#overlay image.semantic-map"
+    page.wait_for_function(f"() => document.querySelector('{layer}').getAttribute('href')")
+    drawn = png(page.locator(layer).get_attribute("href").split(",", 1)[1])
+    classes = png(result["segmentation_mask"])
+    assert drawn.shape[:2] == classes.shape and (classes == 0).any() and (classes != 0).any()
+    assert (drawn[..., 3][classes == 0] == 0).all() and (drawn[..., 3][classes != 0] == 128).all()  # background clear
+    assert_clean(page, log)
 
 
 def test_a_semantic_model_is_refused_on_another_tasks_route(http: httpx.Client) -> None:
