@@ -173,11 +173,15 @@ def test_the_open_inference_protocol_carries_the_maps(semantic_server: Server, h
     assert result.as_numpy("scores").shape == (0,)  # no rows: a map is not a list of predictions
 
 
-def test_an_image_too_long_for_short_side_resizing_is_refused(http: httpx.Client) -> None:
+def test_a_very_long_image_is_refused_short_side_and_answered_letterboxed(http: httpx.Client) -> None:
     strip = cv2.imencode(".png", np.zeros((16, 12_000, 3), np.uint8))[1].tobytes()  # short side 160: 120000 long
     response = http.post("/infer/semantic_segmentation",
                          json={"model_id": "lraspp/1", "image": {"type": "base64", "value": b64(strip)}})
     assert response.status_code == 400 and "120000x160, over the limit" in response.json()["message"]
+    letterboxed = http.post("/infer/semantic_segmentation",  # fitted into 160x160: one input row
+                            json={"model_id": "yolo26-sem/1", "image": {"type": "base64", "value": b64(strip)}})
+    assert letterboxed.status_code == 200, letterboxed.text
+    assert png(letterboxed.json()["predictions"]["segmentation_mask"]).shape == (16, 12_000)
 
 
 def test_the_playground_names_the_classes_and_colours_the_map(semantic_server: Server, open_page) -> None:

@@ -118,12 +118,13 @@ class SemanticSegmentationPredictor(Predictor):
 
     def region(self, transform: ImageTransform, output_hw: tuple[int, int]) -> Region:
         """The image's part of an output of `output_hw`, without the letterbox border (scaled as the reference
-        scales the pads to the output's resolution, rounded)."""
+        scales the pads to the output's resolution, rounded), at least one output pixel each way."""
         (in_h, in_w), (out_h, out_w) = self.input_extent(transform), output_hw
         bottom = transform.pad_y + transform.original_height * transform.scale_y
         right = transform.pad_x + transform.original_width * transform.scale_x
-        return Region(round(transform.pad_y * out_h / in_h), round(bottom * out_h / in_h),
-                      round(transform.pad_x * out_w / in_w), round(right * out_w / in_w))
+        top = min(round(transform.pad_y * out_h / in_h), out_h - 1)
+        left = min(round(transform.pad_x * out_w / in_w), out_w - 1)
+        return Region(top, max(round(bottom * out_h / in_h), top + 1), left, max(round(right * out_w / in_w), left + 1))
 
     def postprocess(self, outputs: list[np.ndarray], transform: ImageTransform, threshold: float) -> ResponseFields:
         height, width = transform.original_height, transform.original_width
