@@ -26,7 +26,7 @@ FIXTURE_CACHE ?= $(HOME)/.cache/visionserve-fixtures
 RFDETR_KEY := $(shell { cat $(RFDETR_INPUTS); echo '$(RFDETR_REQUIREMENTS)'; } | sha256sum | cut -c1-12)
 RFDETR_FIXTURES := $(FIXTURE_CACHE)/rfdetr-$(RFDETR_KEY)
 
-.PHONY: install serve test bench bench-ray fuzz soak fixtures rfdetr-fixtures family-fixtures yolo-nas-fixtures clean
+.PHONY: install serve test bench bench-ray fuzz soak fixtures rfdetr-fixtures family-fixtures yolo-nas-fixtures semantic-fixtures clean
 
 install: $(STAMP)
 
@@ -90,6 +90,10 @@ $(YOLO_NAS_VENV)/.installed:
 
 yolo-nas-fixtures: $(YOLO_NAS_VENV)/.installed
 	$(YOLO_NAS_VENV)/bin/python tools/make_yolo_nas_fixtures.py tests/fixtures/yolo_nas
+
+# Opt-in too: a torchvision LR-ASPP export, and torchvision's and Ultralytics' per-pixel answers (semantic.json).
+semantic-fixtures: $(FIXTURES_STAMP)
+	$(FIXTURES_VENV)/bin/python tools/make_semantic_fixtures.py tests/fixtures/families
 
 rfdetr-fixtures: $(RFDETR_FIXTURES)/done
 

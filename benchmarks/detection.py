@@ -75,14 +75,16 @@ def raw_forward(runner: OnnxModel, hw: tuple[int, int], seconds: float, threads:
     return RawForward(runner.concurrent_runs, threads, rate, alone.percentile_ms(50), cpu_ms)
 
 
-def raw_configurations(home: Path, model_id: str, plan: ThreadPlan, seconds: float) -> list[RawForward]:
+def raw_configurations(
+    home: Path, model_id: str, plan: ThreadPlan, seconds: float, hw: tuple[int, int] | None = None
+) -> list[RawForward]:
     """The server's two ways to run a model, as plain sessions: its passes side by side under load, and one pass
-    over every core (a lone request's)."""
+    over every core (a lone request's); on inputs of the model's size unless `hw` says (dynamic-size models)."""
     results = []
     for threads, runs in ((plan.run_threads, plan.concurrent_runs), (plan.lone_threads, 1)):
         settings = Settings(intra_op_threads=threads, concurrent_runs=runs, lone_request_threads=threads)
         model = load(home, model_id, settings)
-        results.append(raw_forward(model.predictor.runner, model.predictor.input_hw, seconds, threads))
+        results.append(raw_forward(model.predictor.runner, hw or model.predictor.input_hw, seconds, threads))
         del model
     return results
 

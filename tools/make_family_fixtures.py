@@ -75,6 +75,7 @@ YOLOX_STEPS = 0  # >0: a short AdamW run with yolox's own loss (only smoke-teste
 YOLOX_SCORE, YOLOX_NMS = 0.05, 0.45
 YOLOX_KEEP = 100  # random weights leave thousands of boxes: expected.json keeps the first (highest-scoring) 100
 DETECT_EPOCHS = 8
+SEMANTIC_README_BLOCK = "<!-- semantic fixtures -->"  # where tools/make_semantic_fixtures.py's section starts
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -769,7 +770,11 @@ package's own answers on the images in `tests/fixtures/images/`. Do not edit by 
 Generated {run['finished']} in {run['seconds']:.0f} s on {run['cpus']} CPU cores ({timings}).
 Versions: {", ".join(f"{k} {v}" for k, v in run['versions'].items())}. torchvision ops: {run['torchvision']}.
 """
-    (out / "README.md").write_text(text)
+    readme = out / "README.md"
+    kept = readme.read_text() if readme.exists() else ""
+    if SEMANTIC_README_BLOCK in kept:  # tools/make_semantic_fixtures.py's section, kept as it wrote it
+        text += "\n" + kept[kept.index(SEMANTIC_README_BLOCK) :]
+    readme.write_text(text)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

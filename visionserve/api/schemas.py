@@ -126,6 +126,16 @@ class ClassificationRequest(InferenceRequest):
     active_learning_target_dataset: str | None = None
 
 
+class SemanticSegmentationRequest(InferenceRequest):
+    confidence: Confidence = Field(
+        0.4, description="Pixels whose class probability is below this get the background class (`background` if "
+        "the model names one, else 255) and confidence 0; `best`/`default` mean 0.5."
+    )
+    visualize_predictions: bool | None = Field(False, description="Add a JPEG with the class map blended in.")
+    disable_active_learning: bool | None = False
+    active_learning_target_dataset: str | None = None
+
+
 class ImageSize(BaseModel):
     width: int
     height: int
@@ -194,6 +204,13 @@ class MultiLabelScore(BaseModel):
     class_id: int
 
 
+class SemanticSegmentationPrediction(BaseModel):
+    segmentation_mask: str = Field(description="Base64 PNG (8-bit grey) of the class id of every original pixel.")
+    class_map: dict[str, str] = Field(description="Class id (as text) → class name.")
+    confidence_mask: str = Field(description="Base64 PNG (8-bit grey): each pixel's class probability x 255.")
+    present_class_ids: list[int] = Field(description="Class ids in the mask, ascending.")
+
+
 class InferenceResponse(BaseModel):
     visualization: str | None = Field(None, description="Base64 JPEG, only when asked for.")
     inference_id: str
@@ -217,6 +234,10 @@ class KeypointsDetectionResponse(InferenceResponse):
 
 class OrientedDetectionResponse(InferenceResponse):
     predictions: list[OrientedPrediction]
+
+
+class SemanticSegmentationResponse(InferenceResponse):
+    predictions: SemanticSegmentationPrediction
 
 
 class ClassificationResponse(InferenceResponse):

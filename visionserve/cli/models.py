@@ -73,7 +73,9 @@ def models_add(
         str | None, typer.Option(help="Class names, comma-separated, in index order.", default_factory=FROM_MODEL)
     ],
     imgsz: Annotated[str | None, typer.Option(help="Input size: 640 or height,width.", default_factory=FROM_MODEL)],
-    task: Annotated[str | None, typer.Option(help="detect, segment, classify, pose or obb.", default_factory=FROM_MODEL)],
+    task: Annotated[
+        str | None, typer.Option(help="detect, segment, classify, pose, obb or semantic.", default_factory=FROM_MODEL)
+    ],
     resize: Annotated[
         ResizeMode | None,
         typer.Option(help="How images are fitted to the input.", default_factory=Shown("the family's usual one")),
@@ -88,7 +90,8 @@ def models_add(
     ],
     normalize: Annotated[
         str | None,
-        typer.Option(help="Input normalisation of a plain classifier: imagenet (torchvision, timm) or none.",
+        typer.Option(help="Input normalisation of a plain classifier or segmenter: imagenet (torchvision, timm) "
+                     "or none.",
                      default_factory=Shown("the family's own (a plain classifier must choose)")),
     ],
     mean: Annotated[

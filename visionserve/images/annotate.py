@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,13 +50,32 @@ def _draw_object(canvas: np.ndarray, prediction: Mapping[str, Any], stroke: int,
         _label(canvas, f"{prediction.get('class', '')} {prediction.get('confidence', 0.0):.2f}", *corner, color, stroke)
 
 
+def _blend_classes(canvas: np.ndarray, predictions: Mapping[str, Any]) -> None:
+    """A semantic class map, each class in its palette colour at half opacity; pixels of no class (255) and of a
+    class named background are left as they are."""
+    encoded = np.frombuffer(base64.b64decode(predictions["segmentation_mask"]), dtype=np.uint8)
+    classes = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+    if classes.shape[:2] != canvas.shape[:2]:
+        classes = cv2.resize(classes, (canvas.shape[1], canvas.shape[0]), interpolation=cv2.INTER_NEAREST)
+    colors = np.array([_color(index) for index in range(256)], dtype=np.uint16)
+    painted = np.ones(256, dtype=bool)
+    painted[255] = False
+    for index, name in (predictions.get("class_map") or {}).items():
+        if str(index).isdigit() and int(index) < 255 and str(name).lower() == "background":
+            painted[int(index)] = False
+    where = painted[classes]
+    canvas[where] = ((canvas[where].astype(np.uint16) + colors[classes[where]]) // 2).astype(np.uint8)
+
+
 def draw(image: np.ndarray, response: Mapping[str, Any], stroke: int = 1, labels: bool = False) -> np.ndarray:
-    """A copy of the image with the response's boxes, polygons and keypoints (and classes for classifiers) drawn:
-    the one drawing of `format=image` answers and of annotated stream outputs."""
+    """A copy of the image with the response's boxes, polygons and keypoints (classes for classifiers, a colour
+    per class for semantic maps) drawn: the one drawing of `format=image` answers and of annotated stream outputs."""
     canvas = image.copy()
     stroke = min(max(int(stroke), 1), 25)
     predictions = response.get("predictions")
-    if isinstance(predictions, list) and "top" not in response:
+    if isinstance(predictions, dict) and "segmentation_mask" in predictions:
+        _blend_classes(canvas, predictions)
+    elif isinstance(predictions, list) and "top" not in response:
         for prediction in predictions:
             _draw_object(canvas, prediction, stroke, labels)
     elif "top" in response:

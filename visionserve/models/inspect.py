@@ -20,6 +20,7 @@ from visionserve.models.ids import validate_model_id
 from visionserve.models.loader import build_predictor, open_session
 from visionserve.models.manifest import (
     TORCHVISION_CROP_FRACTION,
+    TORCHVISION_SEGMENTATION_SIDE,
     ModelFamily,
     ModelManifest,
     ModelPackage,
@@ -122,6 +123,12 @@ def recognise(
             "or --normalize none (pixels scaled to 0..1, as Ultralytics classifiers); add --multilabel if its classes "
             "are independent (one sigmoid score each)"
         )
+    if task is Task.SEMANTIC_SEGMENTATION and not metadata.is_ultralytics and not overrides.chose_normalization:
+        raise ModelPackageError(
+            "a plain semantic segmentation model without metadata: its input normalisation cannot be told from the "
+            "file; pass --normalize imagenet (torchvision segmenters, DeepLabV3+: ImageNet mean/std, short side "
+            "resized to 520 or --imgsz) or --normalize none (pixels scaled to 0..1)"
+        )
     return ModelFamily.YOLO, task
 
 
@@ -155,9 +162,15 @@ def task_from_outputs(shapes: list[tuple[int, ...]]) -> Task:
         return Task.INSTANCE_SEGMENTATION
     if len(shapes) == 1 and len(shapes[0]) == 3:
         return Task.OBJECT_DETECTION
+    if len(shapes) == 1 and len(shapes[0]) == 4:
+        raise ModelPackageError(
+            f"the output {list(shapes[0])} looks like per-pixel class scores, but a file without metadata cannot "
+            "say it is semantic segmentation; pass --task semantic-segmentation (or semantic) and its input "
+            "normalisation: --normalize imagenet for torchvision segmenters and DeepLabV3+"
+        )
     raise ModelPackageError(
         f"cannot tell the model's task from its outputs {[list(shape) for shape in shapes]}; pass one "
-        "(--task detect|segment|classify|pose|obb)"
+        "(--task detect|segment|classify|pose|obb|semantic)"
     )
 
 
@@ -173,6 +186,9 @@ def manifest_for(
         raise ModelPackageError("the ONNX metadata has no class names; pass them (--classes a,b,c)")
     normalization = overrides.normalization
     default_crop = TORCHVISION_CROP_FRACTION if normalization is not None and task is Task.CLASSIFICATION else 1.0
+    resize = overrides.resize or default_resize(family, task, metadata.is_ultralytics, runner.input_hw is None)
+    if resize is ResizeMode.SHORT_SIDE and input_size is None:
+        input_size = (TORCHVISION_SEGMENTATION_SIDE, TORCHVISION_SEGMENTATION_SIDE)
     return ModelManifest(
         model_id=model_id,
         task=task,
@@ -180,7 +196,7 @@ def manifest_for(
         class_names=class_names,
         input_size=input_size,
         stride=metadata.stride or 32,
-        resize=overrides.resize or default_resize(family, task),
+        resize=resize,
         normalization=normalization,
         crop_fraction=overrides.crop_fraction or default_crop,
         multilabel=overrides.multilabel,
@@ -190,9 +206,11 @@ def manifest_for(
     )
 
 
-def default_resize(family: ModelFamily, task: Task) -> ResizeMode:
+def default_resize(family: ModelFamily, task: Task, ultralytics: bool, dynamic_input: bool) -> ResizeMode:
     if task is Task.CLASSIFICATION:
         return ResizeMode.CENTER_CROP
+    if task is Task.SEMANTIC_SEGMENTATION and not ultralytics:  # torchvision's preset; a fixed input is filled
+        return ResizeMode.SHORT_SIDE if dynamic_input else ResizeMode.STRETCH
     if family in (ModelFamily.RFDETR, ModelFamily.RTDETR):
         return ResizeMode.STRETCH
     return ResizeMode.LETTERBOX

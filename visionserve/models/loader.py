@@ -18,11 +18,11 @@ from visionserve.models.manifest import ModelManifest, ModelPackage, Task
 from visionserve.runtime.batching import BatchingPolicy, DynamicBatcher
 from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel, RuntimeOptions
 from visionserve.tasks.base import Predictor, resolve_input_size
+from visionserve.tasks.preprocess import MAX_INPUT_PIXELS
 from visionserve.tasks.registry import predictor_class
 
 logger = logging.getLogger(__name__)
 
-MAX_INPUT_PIXELS = 4096 * 4096  # the largest public detectors take 1280 to 2048 pixels a side
 MAX_FIXED_BATCH = 64
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
 

@@ -37,6 +37,7 @@ class Task(str, Enum):
     CLASSIFICATION = "classification"
     KEYPOINT_DETECTION = "keypoint-detection"
     ORIENTED_OBJECT_DETECTION = "oriented-object-detection"
+    SEMANTIC_SEGMENTATION = "semantic-segmentation"
 
     @classmethod
     def parse(cls, name: str) -> Task:
@@ -50,13 +51,15 @@ _TASK_ALIASES = {
     "classify": Task.CLASSIFICATION,
     "pose": Task.KEYPOINT_DETECTION,
     "obb": Task.ORIENTED_OBJECT_DETECTION,
+    "semantic": Task.SEMANTIC_SEGMENTATION,
 }
 
 
 class ModelFamily(str, Enum):
     """Which architecture's pre- and post-processing a model needs; its outputs alone cannot always tell."""
 
-    YOLO = "yolo"  # Ultralytics YOLO (v3u to 26) and classic YOLOv5: letterbox, RGB 0..1, NMS
+    YOLO = "yolo"  # Ultralytics YOLO (v3u to 26) and classic YOLOv5: letterbox, RGB 0..1, NMS; also the family of
+    # files that follow the manifest's own pre-processing (torchvision classifiers and segmenters, DeepLabV3+)
     RFDETR = "rfdetr"  # Roboflow RF-DETR: ImageNet-normalised stretch, sigmoid logits, top-k, no NMS
     RTDETR = "rtdetr"  # Ultralytics RT-DETR: stretch, RGB 0..1, sigmoid scores per query, no NMS
     YOLOX = "yolox"  # Megvii YOLOX: top-left letterbox, BGR 0..255, grid decode, objectness x class, NMS
@@ -79,6 +82,7 @@ _FAMILY_ALIASES = {
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCHVISION_CROP_FRACTION = 0.875  # Resize(256) then CenterCrop(224)
+TORCHVISION_SEGMENTATION_SIDE = 520  # torchvision's segmentation weights resize the short side to 520
 
 
 class Normalization(BaseModel):
@@ -102,6 +106,8 @@ class ResizeMode(str, Enum):
     LETTERBOX = "letterbox"  # fit inside, pad the rest (detection-style models)
     STRETCH = "stretch"  # fill, ignoring the aspect ratio
     CENTER_CROP = "center-crop"  # fill the short side, crop the long one (Ultralytics classifiers)
+    SHORT_SIDE = "short-side"  # short side to the input size, aspect kept, any shape (torchvision's segmentation
+    # preset); needs an ONNX input of dynamic height and width, and takes one image per forward pass
 
 
 class Contrast(str, Enum):

@@ -31,9 +31,12 @@ from visionserve.models.weights_api import (
 
 logger = logging.getLogger(__name__)
 
-# Roboflow model types by the family of their ONNX exports.
+# Roboflow model types by the family of their ONNX exports (DeepLabV3+ follows its package's own pre-processing,
+# as the YOLO family does).
 _FAMILY_PREFIXES = {
-    ModelFamily.YOLO: ("yolov5", "yolov7", "yolov8", "yolov9", "yolov10", "yolov11", "yolo11", "yolov12", "yolo26"),
+    ModelFamily.YOLO: (
+        "yolov5", "yolov7", "yolov8", "yolov9", "yolov10", "yolov11", "yolo11", "yolov12", "yolo26", "deeplabv3plus"
+    ),
     ModelFamily.RFDETR: ("rfdetr",),
     ModelFamily.YOLO_NAS: ("yolo_nas", "yolo-nas"),
 }
@@ -56,7 +59,7 @@ def _family_and_task(remote: RemoteModel, model_id: str) -> tuple[ModelFamily, T
     if family is None:
         raise TaskNotSupportedError(
             f"Model {model_id} is {with_article(str(remote.model_type))} model; this server runs YOLO-family, RF-DETR, "
-            "YOLO-NAS, ViT and ResNet ONNX models."
+            "YOLO-NAS, ViT, ResNet and DeepLabV3+ ONNX models."
         )
     return family, task
 

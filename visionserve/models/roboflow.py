@@ -3,7 +3,8 @@
 Facts from the reference: PREPROCESSING may be a JSON string or an object; its `resize.format` picks stretch or a
 letterbox with black, grey (114) or white edges; the other fit modes fall back to a black letterbox; anything
 unknown means stretch. `class_names.txt` (one name a line) wins over CLASS_MAP when present. Classifiers are
-normalised by model type after scaling to 0..1.
+normalised by model type after scaling to 0..1; semantic segmentation packages (DeepLabV3+, the reference's one
+such model type) take ImageNet-normalised RGB.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ def manifest_from_environment(
             colors={**(env_colors if isinstance(env_colors, Mapping) else {}), **(colors or {})},
             model_type=model_type,
             family=family,
+            normalization=Normalization.imagenet() if task is Task.SEMANTIC_SEGMENTATION else None,
             source=source,
         )
     except ValidationError as error:

@@ -141,7 +141,7 @@ function requestBody(model) {
 // The Options that apply to the model's task, but for keypoint confidence (the Stream mode sends these too).
 export function taskOptions(model) {
   const body = { confidence: Number($("confidence").value) };
-  if (model.task_type !== "classification") {
+  if (!["classification", "semantic-segmentation"].includes(model.task_type)) {
     body.iou_threshold = Number($("iou").value);
     body.max_detections = Number($("max-detections").value);
     body.class_agnostic_nms = $("agnostic").checked;
@@ -204,6 +204,10 @@ async function runModel() {
 // What the answer found, in words; an empty one says which setting held everything back.
 function summary(result, request) {
   const above = `above confidence ${request.confidence.toFixed(2)}`;
+  if (isSemantic(result)) { // the classes in the map, by name; 255 is a pixel of no class
+    const { present_class_ids: ids, class_map: names } = result.predictions;
+    return ids.map((id) => names[id] ?? `no class (under confidence ${request.confidence.toFixed(2)})`).join(", ");
+  }
   if ("top" in result || !Array.isArray(result.predictions)) { // single- or multi-label classification
     const classes = "top" in result ? [result.top].filter(Boolean) : result.predicted_classes;
     return classes.length ? classes.join(", ") : `No class ${above}: lower the confidence under Options.`;
@@ -259,7 +263,9 @@ export function draw(result, overlay = $("overlay"), picture = $("preview")) {
   const label = (text, x, y, fill) =>
     Object.assign(element("text", { x, y, fill, "font-size": size, "stroke-width": 3 * unit }), { textContent: text });
   const shapes = [];
-  if ("top" in result) {
+  if (isSemantic(result)) {
+    shapes.push(semanticLayer(result.predictions, width, height));
+  } else if ("top" in result) {
     shapes.push(label(`${result.top || "no class above the threshold"} ${result.confidence.toFixed(2)}`, 4 * unit, 4 * unit + size, PALETTE[0]));
   } else if (!Array.isArray(result.predictions)) {
     shapes.push(label(result.predicted_classes.join(", ") || "no class above the threshold", 4 * unit, 4 * unit + size, PALETTE[0]));
@@ -271,6 +277,34 @@ export function draw(result, overlay = $("overlay"), picture = $("preview")) {
     const x = Number(text.getAttribute("x"));
     text.setAttribute("x", Math.max(0, Math.min(x, width - text.getComputedTextLength() - unit)));
   }
+}
+
+function isSemantic(result) {
+  return !Array.isArray(result.predictions) && "segmentation_mask" in result.predictions;
+}
+
+// A semantic class map as an image over the photo: each class in its colour, half opaque; pixels of no class (255)
+// and of a class named background stay clear. The PNG is grey, so each pixel's red value is its class id.
+function semanticLayer(predictions, width, height) {
+  const layer = element("image", { class: "semantic-map", x: 0, y: 0, width, height, preserveAspectRatio: "none" });
+  const clear = new Set([255, ...Object.entries(predictions.class_map)
+    .filter(([, name]) => name.toLowerCase() === "background").map(([id]) => Number(id))]);
+  const map = new Image();
+  map.onload = () => {
+    const canvas = Object.assign(document.createElement("canvas"), { width: map.width, height: map.height });
+    const context = canvas.getContext("2d");
+    context.drawImage(map, 0, 0);
+    const pixels = context.getImageData(0, 0, map.width, map.height);
+    const rgb = PALETTE.map((hex) => [1, 3, 5].map((at) => parseInt(hex.slice(at, at + 2), 16)));
+    for (let at = 0; at < pixels.data.length; at += 4) {
+      const id = pixels.data[at];
+      pixels.data.set(clear.has(id) ? [0, 0, 0, 0] : [...rgb[id % rgb.length], 128], at);
+    }
+    context.putImageData(pixels, 0, 0);
+    layer.setAttribute("href", canvas.toDataURL());
+  };
+  map.src = `data:image/png;base64,${predictions.segmentation_mask}`;
+  return layer;
 }
 
 function drawObject(prediction, unit, size, label) {

@@ -40,6 +40,13 @@ def confidence_option(options: Options, default: float) -> float:
 def resolve_input_size(manifest: ModelManifest, runner: OnnxModel) -> tuple[int, int]:
     """A fixed ONNX input shape wins; a dynamic one takes the manifest's size, else 640×640."""
     fixed = runner.input_hw
+    if manifest.resize is ResizeMode.SHORT_SIDE:
+        side = manifest.input_size
+        if fixed or (side and side[0] != side[1]):
+            raise ModelPackageError(
+                "short-side resizing needs an ONNX input of dynamic height and width, and one side length "
+                f"(the input is {list(fixed or ('dynamic',))}, the size {list(side or ('default',))})"
+            )
     if fixed and manifest.input_size and tuple(manifest.input_size) != fixed:
         raise ModelPackageError(
             f"manifest input size {list(manifest.input_size)} differs from the ONNX input {list(fixed)}"
@@ -87,7 +94,7 @@ class Predictor(ABC):
             resize=manifest.resize,
             pad_value=manifest.pad_value,
             normalization=manifest.normalization,
-            antialias=manifest.resize is ResizeMode.CENTER_CROP,  # torchvision's Resize on PIL images
+            antialias=manifest.resize in (ResizeMode.CENTER_CROP, ResizeMode.SHORT_SIDE),  # torchvision on PIL
             crop_fraction=manifest.crop_fraction,
         )
 
@@ -117,6 +124,8 @@ class Predictor(ABC):
     def chunk_size(self, count: int) -> int:
         """Images per forward pass: the fixed batch size, or an even share per concurrent run (so a batch keeps
         every run busy), at most `max_batch_size`."""
+        if self.spec.resize is ResizeMode.SHORT_SIDE:  # each image has an input size of its own
+            return 1
         if self.runner.batch_size:
             return self.runner.batch_size
         if self.one_image_per_pass:

@@ -3,7 +3,8 @@
 Each image's `ImageTransform` records exactly how it was placed, so outputs map back without rounding drift.
 Families differ in how they want pixels (`InputSpec`): Ultralytics letterboxes RGB scaled to 0..1, YOLOX pads at
 the top-left and keeps BGR 0..255, RF-DETR normalises with ImageNet statistics and resamples without rounding to
-bytes, torchvision-style classifiers resize with antialiasing before a centre crop.
+bytes, torchvision-style classifiers resize with antialiasing before a centre crop, torchvision segmenters resize
+the short side and keep the aspect ratio (a tensor of each image's own size).
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from visionserve.errors import InvalidRequestError
 from visionserve.images.decode import DecodedImage
 from visionserve.models.manifest import Normalization, ResizeMode
+
+MAX_INPUT_PIXELS = 4096 * 4096  # the largest public detectors take 1280 to 2048 pixels a side
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,29 @@ def center_crop_into(image: DecodedImage, out: np.ndarray, spec: InputSpec) -> I
     return ImageTransform(width, height, new_w / width, new_h / height, float(-left), float(-top))
 
 
-_PLACE = {ResizeMode.LETTERBOX: letterbox_into, ResizeMode.CENTER_CROP: center_crop_into, ResizeMode.STRETCH: stretch_into}
+_PLACE = {
+    ResizeMode.LETTERBOX: letterbox_into,
+    ResizeMode.CENTER_CROP: center_crop_into,
+    ResizeMode.STRETCH: stretch_into,
+    ResizeMode.SHORT_SIDE: stretch_into,  # into a tensor already of the image's own resized size
+}
+
+
+def tensor_size(images: list[DecodedImage], spec: InputSpec) -> tuple[int, int]:
+    """The batch tensor's (height, width): the spec's, or with short-side resizing the image's own size once its
+    short side is the spec's (torchvision's `Resize(int)`: the long side truncated), one image per batch."""
+    if spec.resize is not ResizeMode.SHORT_SIDE:
+        return spec.size
+    if len(images) != 1:
+        raise ValueError("short-side resizing takes one image per forward pass")
+    side = spec.size[0]
+    width, height = crop_resize_size(images[0].width, images[0].height, side, side, 1.0)
+    if width * height > MAX_INPUT_PIXELS:
+        raise InvalidRequestError(
+            f"The image is {images[0].width}x{images[0].height}: with its short side resized to {side} the model "
+            f"input would be {width}x{height}, over the limit of {MAX_INPUT_PIXELS:,} pixels."
+        )
+    return height, width
 
 
 def build_input_batch(
@@ -169,7 +195,7 @@ def build_input_batch(
     `batch_size` pads the batch with zeros for models with a fixed batch axis.
     """
     rows = max(len(images), batch_size or 0)
-    tensor = np.empty((rows, 3, *spec.size), dtype=np.float32)  # every slot writes all of its values
+    tensor = np.empty((rows, 3, *tensor_size(images, spec)), dtype=np.float32)  # every slot writes all of its values
     tensor[len(images) :] = 0
     place = _PLACE[spec.resize]
     return tensor, [place(image, tensor[index], spec) for index, image in enumerate(images)]

@@ -12,6 +12,7 @@ from visionserve.tasks.obb import OrientedDetectionPredictor
 from visionserve.tasks.rfdetr import RFDETRDetectionPredictor, RFDETRSegmentationPredictor
 from visionserve.tasks.rtdetr import RTDETRDetectionPredictor
 from visionserve.tasks.segmentation import InstanceSegmentationPredictor
+from visionserve.tasks.semantic import SemanticSegmentationPredictor
 from visionserve.tasks.yolo_nas import YoloNasDetectionPredictor
 from visionserve.tasks.yolox import YoloxDetectionPredictor
 
@@ -21,6 +22,7 @@ PREDICTORS: dict[tuple[ModelFamily, Task], type[Predictor]] = {
     (ModelFamily.YOLO, Task.CLASSIFICATION): ClassificationPredictor,
     (ModelFamily.YOLO, Task.KEYPOINT_DETECTION): KeypointsPredictor,
     (ModelFamily.YOLO, Task.ORIENTED_OBJECT_DETECTION): OrientedDetectionPredictor,
+    (ModelFamily.YOLO, Task.SEMANTIC_SEGMENTATION): SemanticSegmentationPredictor,
     (ModelFamily.RFDETR, Task.OBJECT_DETECTION): RFDETRDetectionPredictor,
     (ModelFamily.RFDETR, Task.INSTANCE_SEGMENTATION): RFDETRSegmentationPredictor,
     (ModelFamily.RTDETR, Task.OBJECT_DETECTION): RTDETRDetectionPredictor,

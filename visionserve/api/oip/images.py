@@ -25,6 +25,7 @@ from visionserve.api.schemas import (
     KeypointsDetectionRequest,
     ObjectDetectionRequest,
     OrientedDetectionRequest,
+    SemanticSegmentationRequest,
 )
 from visionserve.core import ImageResult, InferenceJob
 from visionserve.errors import InvalidRequestError
@@ -160,6 +161,10 @@ SIGNATURES: dict[Task, TaskSignature] = {
         OrientedDetectionRequest, DETECTION_OPTIONS, (ORIENTED_BOUNDS, ROTATED_BOXES)
     ),
     Task.CLASSIFICATION: TaskSignature(ClassificationRequest, ("confidence", *AUTO_ORIENT_AND_PREPROC), ()),
+    # No rows: the class and confidence maps travel in `predictions` as the route answers them.
+    Task.SEMANTIC_SEGMENTATION: TaskSignature(
+        SemanticSegmentationRequest, ("confidence", *AUTO_ORIENT_AND_PREPROC), ()
+    ),
 }
 PREDICTIONS_DESCRIPTION = (
     "Per image: the JSON object /infer/{task} answers (inference_id, time, image, predictions)."
@@ -260,8 +265,10 @@ def prediction_outputs(model: LoadedModel, results: list[ImageResult]) -> dict[s
 
 
 def _rows(task: Task, response: dict[str, Any]) -> list[Prediction]:
-    """One row per prediction; a multi-label classifier's rows are its predicted classes."""
+    """One row per prediction; a multi-label classifier's rows are its predicted classes, a semantic map has none."""
     predictions = response["predictions"]
+    if task is Task.SEMANTIC_SEGMENTATION:
+        return []
     if task is Task.CLASSIFICATION and isinstance(predictions, dict):
         return [predictions[name] for name in response["predicted_classes"]]
     return predictions

@@ -24,6 +24,8 @@ from visionserve.api.schemas import (
     ObjectDetectionResponse,
     OrientedDetectionRequest,
     OrientedDetectionResponse,
+    SemanticSegmentationRequest,
+    SemanticSegmentationResponse,
 )
 from visionserve.api.state import ServerState
 from visionserve.models.manifest import Task
@@ -106,4 +108,11 @@ _add_route(
     OrientedDetectionRequest,
     _one_or_many(OrientedDetectionResponse),
     "Detect oriented (rotated) boxes: centre, size, angle and corners (a visionserve extension)",
+)
+_add_route(
+    "/infer/semantic_segmentation",
+    Task.SEMANTIC_SEGMENTATION,
+    SemanticSegmentationRequest,
+    _one_or_many(SemanticSegmentationResponse),
+    "Classify every pixel: class map and confidence as base64 PNGs at the image's size",
 )
