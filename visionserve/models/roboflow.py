@@ -102,6 +102,13 @@ def _class_map_names(environment: Mapping[str, Any]) -> list[str] | None:
         raise ModelPackageError("environment.json: CLASS_MAP keys are not 0..N-1") from None
 
 
+def _normalization(task: Task, model_type: str | None) -> Normalization | None:
+    """Classifiers by their model type; semantic segmentation (DeepLabV3+) ImageNet's; the rest 0..1 only."""
+    if task is Task.CLASSIFICATION:
+        return classifier_normalization(model_type)
+    return Normalization.imagenet() if task is Task.SEMANTIC_SEGMENTATION else None
+
+
 def manifest_from_environment(
     model_id: str,
     task: Task,
@@ -132,11 +139,10 @@ def manifest_from_environment(
             pad_value=pad_value,
             preprocessing=_steps(preprocessing),
             multilabel=bool(environment.get("MULTICLASS", False)),
-            normalization=classifier_normalization(model_type) if task is Task.CLASSIFICATION else None,
+            normalization=_normalization(task, model_type),
             colors={**(env_colors if isinstance(env_colors, Mapping) else {}), **(colors or {})},
             model_type=model_type,
             family=family,
-            normalization=Normalization.imagenet() if task is Task.SEMANTIC_SEGMENTATION else None,
             source=source,
         )
     except ValidationError as error:
