@@ -19,6 +19,7 @@ from visionserve.errors import VisionServeError
 from visionserve.models.aliases import resolve_alias
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.inspect import ManifestOverrides, import_model
+from visionserve.models.keypoint_schema import read_keypoint_schema
 from visionserve.models.manifest import ModelFamily, Normalization, ResizeMode, Task
 from visionserve.models.remote import RemoteModels
 from visionserve.models.store import ModelStore
@@ -102,6 +103,12 @@ def models_add(
         typer.Option(help="Classifiers: centre crop / resized short side.",
                      default_factory=Shown("0.875 with --normalize imagenet, else 1")),
     ],
+    keypoints: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False,
+                     help="Keypoint names per class: a keypoints_metadata.json ([{object_class_id, keypoints}]).",
+                     default_factory=FROM_MODEL),
+    ],
     force: Annotated[bool, typer.Option("--force", help="Replace a model with the same id.", default_factory=OFF)],
 ) -> None:
     """Add an ONNX export (Ultralytics YOLO and RT-DETR read from their metadata; RF-DETR, YOLOX and plain
@@ -118,9 +125,12 @@ def models_add(
             normalization=normalization,
             no_normalization=normalize is not None and normalization is None,
             crop_fraction=crop_fraction,
+            keypoint_names=read_keypoint_schema(keypoints) if keypoints else None,
         )
     except ValueError as error:
         raise fail(str(error)) from None
+    except VisionServeError as error:
+        raise fail(error.message) from None
     store = ModelStore(Settings().models_dir)
     try:
         package = import_model(store, path, model_id, overrides, replace=force)

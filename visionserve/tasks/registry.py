@@ -10,6 +10,7 @@ from visionserve.tasks.detection import ObjectDetectionPredictor
 from visionserve.tasks.keypoints import KeypointsPredictor
 from visionserve.tasks.obb import OrientedDetectionPredictor
 from visionserve.tasks.rfdetr import RFDETRDetectionPredictor, RFDETRSegmentationPredictor
+from visionserve.tasks.rfdetr_keypoints import RFDETRKeypointsPredictor
 from visionserve.tasks.rtdetr import RTDETRDetectionPredictor
 from visionserve.tasks.segmentation import InstanceSegmentationPredictor
 from visionserve.tasks.yolox import YoloxDetectionPredictor
@@ -22,6 +23,7 @@ PREDICTORS: dict[tuple[ModelFamily, Task], type[Predictor]] = {
     (ModelFamily.YOLO, Task.ORIENTED_OBJECT_DETECTION): OrientedDetectionPredictor,
     (ModelFamily.RFDETR, Task.OBJECT_DETECTION): RFDETRDetectionPredictor,
     (ModelFamily.RFDETR, Task.INSTANCE_SEGMENTATION): RFDETRSegmentationPredictor,
+    (ModelFamily.RFDETR, Task.KEYPOINT_DETECTION): RFDETRKeypointsPredictor,
     (ModelFamily.RTDETR, Task.OBJECT_DETECTION): RTDETRDetectionPredictor,
     (ModelFamily.YOLOX, Task.OBJECT_DETECTION): YoloxDetectionPredictor,
 }
