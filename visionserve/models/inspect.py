@@ -9,13 +9,15 @@ model is refused with the candidates and the flag that chooses, never served on 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from visionserve.errors import ModelPackageError, TaskNotSupportedError
 from visionserve.models.ids import validate_model_id
+from visionserve.models.checkpoints import CheckpointExporter, exported_model, is_checkpoint
 from visionserve.models.keypoint_schema import KEYPOINTS_METADATA_FILE, keypoint_counts, read_keypoint_schema
 from visionserve.models.loader import build_predictor, open_session
 from visionserve.models.manifest import (
@@ -229,8 +231,8 @@ def _package_manifest(folder: Path, model_id: str, overrides: ManifestOverrides)
     names_file = folder / CLASS_NAMES_FILE
     schema_file = folder / KEYPOINTS_METADATA_FILE
     if overrides.keypoint_names is None and schema_file.is_file() and task is Task.KEYPOINT_DETECTION:
-        overrides = replace(overrides, keypoint_names=read_keypoint_schema(schema_file))
-    overrides = replace(overrides, keypoint_counts=overrides.keypoint_counts
+        overrides = dataclasses.replace(overrides, keypoint_names=read_keypoint_schema(schema_file))
+    overrides = dataclasses.replace(overrides, keypoint_counts=overrides.keypoint_counts
                         or rfdetr_keypoint_counts(family, task, overrides.keypoint_names))
     manifest = manifest_from_environment(
         model_id,
@@ -253,10 +255,15 @@ def _package_task(folder: Path) -> Task | None:
 
 
 def import_model(
-    store: ModelStore, path: Path, model_id: str, overrides: ManifestOverrides, replace: bool = False
+    store: ModelStore,
+    path: Path,
+    model_id: str,
+    overrides: ManifestOverrides,
+    replace: bool = False,
+    exporter: CheckpointExporter | None = None,
 ) -> ModelPackage:
-    """Check that `path` (an ONNX file or a Roboflow package folder) is a model this server can run, then copy it
-    into the store."""
+    """Check that `path` (an ONNX file, a training checkpoint exported to ONNX by `exporter`, or a Roboflow
+    package folder) is a model this server can run, then copy it into the store."""
     validate_model_id(model_id)
     extras: dict[str, bytes] = {}
     if path.is_dir():
@@ -265,9 +272,12 @@ def import_model(
         kept = (ENVIRONMENT_FILE, CLASS_NAMES_FILE, KEYPOINTS_METADATA_FILE)
         extras = {name: (path / name).read_bytes() for name in kept if (path / name).is_file()}
     elif path.is_file():
-        weights, runner = path, open_session(path, RuntimeOptions())
+        weights = path
+        if is_checkpoint(path):
+            weights, overrides = exported_model(store, path, overrides, exporter or CheckpointExporter())
+        runner = open_session(weights, RuntimeOptions())
         manifest = manifest_for(runner, model_id, overrides, source=str(path.resolve()))
-        check_runnable(path, manifest, runner)
+        check_runnable(weights, manifest, runner)
     else:
         raise FileNotFoundError(f"no such file or folder: {path}")
     with store.locked(model_id):
