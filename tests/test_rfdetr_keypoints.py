@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import Server
+from tests.fake_weights_api import environment
 from tests.test_rfdetr import COCO_NAMES, EXPECTED, corners, infer, weights
 from visionserve.cli import app
 
@@ -93,3 +94,22 @@ def test_keypoint_classes_without_names_are_refused(tmp_path: Path) -> None:
     bad.write_text(json.dumps([{"object_class_id": 0, "keypoints": {"1": "nose"}}]))
     code, output = add(tmp_path, "--id", "kp/2", "--classes", "person", "--keypoints", str(bad))
     assert code == 1 and "keyed 0..0" in output
+
+
+def test_a_roboflow_package_names_its_keypoints(tmp_path: Path) -> None:
+    """A package folder as Roboflow's cache holds a keypoint model: its keypoints_metadata.json names the points."""
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "weights.onnx").symlink_to(weights(FIXTURE))
+    (package / "environment.json").write_text(json.dumps(environment(["person"], "Stretch to", size=576)))
+    schema = [{"object_class_id": 0, "keypoints": dict(enumerate(POINTS)), "edges": []}]
+    (package / "keypoints_metadata.json").write_text(json.dumps(schema))
+    (package / "model_type.json").write_text(json.dumps({"project_task_type": "keypoint-detection"}))
+    home = tmp_path / "home"
+    result = CliRunner().invoke(app, ["models", "add", str(package), "--id", "pkg/1"],
+                                env={"VISIONSERVE_HOME": str(home)})
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((home / "models/pkg/1/manifest.json").read_text())
+    assert manifest["family"] == "rfdetr" and manifest["task"] == "keypoint-detection"
+    assert manifest["keypoint_names"] == {"0": POINTS} and manifest["keypoint_counts"] == [17]
+    assert (home / "models/pkg/1/keypoints_metadata.json").is_file()
