@@ -34,7 +34,7 @@ CHECKPOINT_KEY := $(shell { cat $(CHECKPOINT_INPUTS); echo '$(RFDETR_REQUIREMENT
 CHECKPOINT_FIXTURES := $(FIXTURE_CACHE)/checkpoints-$(CHECKPOINT_KEY)
 EXPORT_PYTHON := $(CURDIR)/$(RFDETR_VENV)/bin/python
 
-.PHONY: install serve test bench bench-ray fuzz soak fixtures rfdetr-fixtures checkpoint-fixtures family-fixtures clean
+.PHONY: install serve test bench bench-ray fuzz soak fixtures rfdetr-fixtures family-fixtures clean
 
 install: $(STAMP)
 
@@ -87,6 +87,7 @@ rfdetr-fixtures: $(RFDETR_FIXTURES)/done
 $(RFDETR_FIXTURES)/done: | $(RFDETR_STAMP)
 	$(RFDETR_VENV)/bin/python tools/make_rfdetr_fixtures.py $(RFDETR_FIXTURES)
 
+.PHONY: checkpoint-fixtures
 checkpoint-fixtures: $(CHECKPOINT_FIXTURES)/done
 
 $(CHECKPOINT_FIXTURES)/done: | $(RFDETR_STAMP)
