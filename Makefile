@@ -25,6 +25,14 @@ RFDETR_INPUTS := tools/make_rfdetr_fixtures.py $(foreach i,detect_0 detect_4 det
 FIXTURE_CACHE ?= $(HOME)/.cache/visionserve-fixtures
 RFDETR_KEY := $(shell { cat $(RFDETR_INPUTS); echo '$(RFDETR_REQUIREMENTS)'; } | sha256sum | cut -c1-12)
 RFDETR_FIXTURES := $(FIXTURE_CACHE)/rfdetr-$(RFDETR_KEY)
+# Training checkpoints (Ultralytics best.pt trained a few epochs, RF-DETR checkpoint_best_total.pth) and each
+# family's own predictions on them, for `models add CHECKPOINT` (~250 MB, 1-3 minutes on 2 cores); the tests export
+# them with the RF-DETR venv's Python (VISIONSERVE_EXPORT_PYTHON), the test venv itself has no torch.
+CHECKPOINT_INPUTS := tools/make_checkpoint_fixtures.py tools/make_fixtures.py tools/make_rfdetr_fixtures.py \
+	$(foreach i,detect_0 detect_4 detect_5 pose_0 pose_1 segment_0 segment_1,tests/fixtures/images/$(i).jpg)
+CHECKPOINT_KEY := $(shell { cat $(CHECKPOINT_INPUTS); echo '$(RFDETR_REQUIREMENTS)'; } | sha256sum | cut -c1-12)
+CHECKPOINT_FIXTURES := $(FIXTURE_CACHE)/checkpoints-$(CHECKPOINT_KEY)
+EXPORT_PYTHON := $(CURDIR)/$(RFDETR_VENV)/bin/python
 
 .PHONY: install serve test bench bench-ray fuzz soak fixtures rfdetr-fixtures family-fixtures yolo-nas-fixtures semantic-fixtures clean
 
@@ -101,12 +109,19 @@ rfdetr-fixtures: $(RFDETR_FIXTURES)/done
 $(RFDETR_FIXTURES)/done: | $(RFDETR_STAMP)
 	$(RFDETR_VENV)/bin/python tools/make_rfdetr_fixtures.py $(RFDETR_FIXTURES)
 
+.PHONY: checkpoint-fixtures
+checkpoint-fixtures: $(CHECKPOINT_FIXTURES)/done
+
+$(CHECKPOINT_FIXTURES)/done: | $(RFDETR_STAMP)
+	$(RFDETR_VENV)/bin/python tools/make_checkpoint_fixtures.py $(CHECKPOINT_FIXTURES)
+
 # `server status` lists the server as started by `make serve`.
 serve: $(STAMP)
 	VISIONSERVE_STARTED_BY='make serve' $(BIN)/visionserve serve $(ARGS)
 
-test: $(TEST_STAMP) $(SDK_STAMP) $(RFDETR_FIXTURES)/done
-	VISIONSERVE_RFDETR_FIXTURES=$(RFDETR_FIXTURES) $(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(TEST_STAMP) $(SDK_STAMP) $(RFDETR_FIXTURES)/done $(CHECKPOINT_FIXTURES)/done
+	VISIONSERVE_RFDETR_FIXTURES=$(RFDETR_FIXTURES) VISIONSERVE_CHECKPOINT_FIXTURES=$(CHECKPOINT_FIXTURES) \
+		VISIONSERVE_EXPORT_PYTHON=$(EXPORT_PYTHON) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # wrk, the C load generator the benchmarks prefer (a Python client on the same cores takes CPU from the server it
 # measures): installed from Debian when we are root; otherwise the benchmarks use their Python client and say so.

@@ -89,11 +89,21 @@ def test_a_semantic_task_on_detection_outputs_is_refused_by_layout(home: Path, t
     assert code == 1 and "[B, 160, 160] class map" in output and "got [1, 7, 525]" in output
 
 
-def test_an_rfdetr_keypoint_model_is_refused_clearly(home: Path, tmp_path: Path) -> None:
+def test_an_rfdetr_keypoint_model_is_told_from_its_outputs(home: Path, tmp_path: Path) -> None:
     keypoints = constant_outputs(tmp_path / "kp.onnx", "input", [1, 3, 64, 64],
                                  {"dets": [1, 10, 4], "labels": [1, 10, 2], "keypoints": [1, 10, 17, 8]})
     code, output = add(keypoints, "--classes", "person")
-    assert code == 1 and "RF-DETR keypoint model" in output and "cannot be served yet" in output
+    assert code == 0, output
+    stored = manifest(home)
+    assert stored["family"] == "rfdetr" and stored["task"] == "keypoint-detection" and stored["resize"] == "stretch"
+    code, output = add(keypoints, "--classes", "person", "--force", "--keypoints", str(schema(tmp_path, 16)))
+    assert code == 1 and "keypoint schema [16] does not fit the model's 17 keypoint slots" in output
+
+
+def schema(folder: Path, count: int) -> Path:
+    path = folder / "keypoints_metadata.json"
+    path.write_text(json.dumps([{"object_class_id": 0, "keypoints": {str(i): f"p{i}" for i in range(count)}}]))
+    return path
 
 
 def test_rfdetr_is_told_from_its_output_names_and_matched_by_name(home: Path, tmp_path: Path) -> None:

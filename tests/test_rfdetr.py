@@ -170,13 +170,6 @@ def test_segmentation_masks_are_charged_to_the_request_budget(start_server, tmp_
         assert after["predictions"] == []
 
 
-def test_keypoint_preview_is_refused_with_its_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VISIONSERVE_HOME", str(tmp_path / "home"))
-    result = CliRunner().invoke(app, ["models", "add", str(weights("rfdetr-keypoint-preview")), "--id", "kp/1",
-                                      "--classes", ",".join(COCO_NAMES)])
-    assert result.exit_code == 1 and "RF-DETR keypoint model" in " ".join(result.output.split())
-
-
 def test_a_roboflow_package_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http: httpx.Client) -> None:
     """A package as Roboflow's cache holds it: weights.onnx, environment.json, class_names.txt, model_type.json."""
     monkeypatch.setenv("VISIONSERVE_HOME", str(tmp_path / "home"))

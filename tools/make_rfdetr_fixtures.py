@@ -40,6 +40,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -561,19 +562,25 @@ def main() -> None:
     options = parser.parse_args()
     forbid_network()
     out = options.out.resolve()
+    build_in_place(out, lambda partial, work: build(partial, work, options.models))
+    print(f"fixtures in {out}")
+
+
+def build_in_place(out: Path, build_into: Callable[[Path, Path], None]) -> None:
+    """`build_into(folder, scratch)` in a sibling temporary folder, `done` written last, then renamed to `out`:
+    a folder with `done` is complete."""
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     partial.chmod(0o755)
     try:
-        with tempfile.TemporaryDirectory(prefix="rfdetr-fixtures-work-") as work:
-            build(partial, Path(work), options.models)
+        with tempfile.TemporaryDirectory(prefix=f"{out.name}-work-") as work:
+            build_into(partial, Path(work))
         (partial / "done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
         if out.exists():
             shutil.rmtree(out)
         partial.rename(out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    print(f"fixtures in {out}")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,13 @@ class ModelPackageError(VisionServeError):
         self.detail = detail
 
 
+class CheckpointExportError(VisionServeError):
+    """A training checkpoint cannot be turned into ONNX: its family unknown, its package missing, its export failed.
+    Raised by `models add` only; the message says what to install or pass."""
+
+    status_code = 400
+
+
 class TaskNotSupportedError(VisionServeError):
     status_code = 501
 

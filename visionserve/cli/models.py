@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +19,9 @@ from visionserve.config import Settings
 from visionserve.errors import VisionServeError
 from visionserve.models.aliases import resolve_alias
 from visionserve.models.builtin import BuiltinModels
+from visionserve.models.checkpoints import CheckpointExporter
 from visionserve.models.inspect import ManifestOverrides, import_model
+from visionserve.models.keypoint_schema import read_keypoint_schema
 from visionserve.models.manifest import ModelFamily, Normalization, ResizeMode, Task
 from visionserve.models.remote import RemoteModels
 from visionserve.models.store import ModelStore
@@ -66,7 +69,11 @@ def _three_floats(text: str, flag: str) -> tuple[float, float, float]:
 
 @app.command("add")
 def models_add(
-    path: Annotated[Path, typer.Argument(exists=True, help="An ONNX file, or a Roboflow package folder.")],
+    path: Annotated[
+        Path,
+        typer.Argument(exists=True, help="An ONNX file, a training checkpoint (Ultralytics best.pt, RF-DETR "
+                       "checkpoint_best_total.pth), or a Roboflow package folder."),
+    ],
     *,
     model_id: Annotated[str, typer.Option("--id", help="Id to serve it under, e.g. my-project/3.")],
     classes: Annotated[
@@ -105,10 +112,22 @@ def models_add(
         typer.Option(help="Classifiers: centre crop / resized short side.",
                      default_factory=Shown("0.875 with --normalize imagenet, else 1")),
     ],
+    keypoints: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False,
+                     help="Keypoint names per class: a keypoints_metadata.json ([{object_class_id, keypoints}]).",
+                     default_factory=FROM_MODEL),
+    ],
+    export_python: Annotated[
+        str | None,
+        env_option("--export-python", help="Python with the checkpoint's package (ultralytics or rfdetr) that "
+                   "exports it to ONNX.", envvar="VISIONSERVE_EXPORT_PYTHON", default="this Python"),
+    ],
     force: Annotated[bool, typer.Option("--force", help="Replace a model with the same id.", default_factory=OFF)],
 ) -> None:
     """Add an ONNX export (Ultralytics YOLO and RT-DETR read from their metadata; RF-DETR, YOLOX and plain
-    classifiers) or a Roboflow model package to the store."""
+    classifiers), a training checkpoint (exported to ONNX by its own package, once per checkpoint) or a Roboflow
+    model package to the store."""
     try:
         normalization = _parse_normalization(normalize, mean, std)
         overrides = ManifestOverrides(
@@ -121,12 +140,16 @@ def models_add(
             normalization=normalization,
             no_normalization=normalize is not None and normalization is None,
             crop_fraction=crop_fraction,
+            keypoint_names=read_keypoint_schema(keypoints) if keypoints else None,
         )
     except ValueError as error:
         raise fail(str(error)) from None
+    except VisionServeError as error:
+        raise fail(error.message) from None
     store = ModelStore(Settings().models_dir)
     try:
-        package = import_model(store, path, model_id, overrides, replace=force)
+        exporter = CheckpointExporter(python=export_python or sys.executable, report=_progress_line)
+        package = import_model(store, path, model_id, overrides, replace=force, exporter=exporter)
     except (VisionServeError, FileExistsError, FileNotFoundError) as error:
         message = error.message if isinstance(error, VisionServeError) else str(error)
         raise fail(message + (" (use --force to replace it)" if isinstance(error, FileExistsError) else "")) from None
@@ -136,6 +159,10 @@ def models_add(
         f"input {'x'.join(map(str, manifest.input_size or ('dynamic',)))}, {manifest.resize.value}"
     )
     console.print(f"stored in {package.weights_path.parent}")
+
+
+def _progress_line(line: str) -> None:
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("pull")

@@ -10,6 +10,7 @@ chooses, never served on a guess.
 from __future__ import annotations
 
 import json
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np
 
 from visionserve.errors import ModelPackageError, TaskNotSupportedError
 from visionserve.models.ids import validate_model_id
+from visionserve.models.checkpoints import CheckpointExporter, exported_model, is_checkpoint
+from visionserve.models.keypoint_schema import KEYPOINTS_METADATA_FILE, keypoint_counts, read_keypoint_schema
 from visionserve.models.loader import build_predictor, open_session
 from visionserve.models.manifest import (
     TORCHVISION_CROP_FRACTION,
@@ -57,6 +60,8 @@ class ManifestOverrides:
     normalization: Normalization | None = None
     no_normalization: bool = False  # `--normalize none`: the model takes plain 0..1 pixels
     crop_fraction: float | None = None
+    keypoint_names: dict[int, list[str]] | None = None  # `--keypoints FILE`, or a package's keypoints_metadata.json
+    keypoint_counts: list[int] | None = None  # RF-DETR: keypoints per class slot (from a checkpoint)
 
     @property
     def chose_normalization(self) -> bool:
@@ -72,6 +77,8 @@ class ManifestOverrides:
             "family": self.family,
             "normalization": self.normalization,
             "crop_fraction": self.crop_fraction,
+            "keypoint_names": self.keypoint_names,
+            "keypoint_counts": self.keypoint_counts,
         }
         return manifest.model_copy(update={key: value for key, value in update.items() if value is not None})
 
@@ -137,9 +144,9 @@ def is_rfdetr(runner: OnnxModel) -> bool:
 
 
 def rfdetr_task(runner: OnnxModel) -> Task:
-    """RF-DETR's task from its output names: `masks` for segmentation, `keypoints` (not served yet)."""
+    """RF-DETR's task from its output names: `masks` for segmentation, `keypoints` for keypoint detection."""
     if "keypoints" in runner.output_names:
-        raise TaskNotSupportedError("this is an RF-DETR keypoint model; RF-DETR keypoints cannot be served yet")
+        return Task.KEYPOINT_DETECTION
     return Task.INSTANCE_SEGMENTATION if "masks" in runner.output_names else Task.OBJECT_DETECTION
 
 
@@ -201,9 +208,20 @@ def manifest_for(
         crop_fraction=overrides.crop_fraction or default_crop,
         multilabel=overrides.multilabel,
         keypoint_shape=metadata.keypoint_shape,
-        keypoint_names=metadata.keypoint_names or {},
+        keypoint_names=overrides.keypoint_names or metadata.keypoint_names or {},
+        keypoint_counts=overrides.keypoint_counts or rfdetr_keypoint_counts(family, task, overrides.keypoint_names),
         source=source,
     )
+
+
+def rfdetr_keypoint_counts(
+    family: ModelFamily, task: Task, names: dict[int, list[str]] | None
+) -> list[int] | None:
+    """An RF-DETR keypoint model's slots per class, from its keypoint names when given (else the predictor
+    takes one class owning every slot)."""
+    if family is ModelFamily.RFDETR and task is Task.KEYPOINT_DETECTION and names:
+        return keypoint_counts(names)
+    return None
 
 
 def default_resize(family: ModelFamily, task: Task, ultralytics: bool, dynamic_input: bool) -> ResizeMode:
@@ -238,6 +256,11 @@ def _package_manifest(folder: Path, model_id: str, overrides: ManifestOverrides)
     if task is None:
         raise ModelPackageError("the package does not say its task; pass one (--task detect|segment|...)")
     names_file = folder / CLASS_NAMES_FILE
+    schema_file = folder / KEYPOINTS_METADATA_FILE
+    if overrides.keypoint_names is None and schema_file.is_file() and task is Task.KEYPOINT_DETECTION:
+        overrides = dataclasses.replace(overrides, keypoint_names=read_keypoint_schema(schema_file))
+    overrides = dataclasses.replace(overrides, keypoint_counts=overrides.keypoint_counts
+                        or rfdetr_keypoint_counts(family, task, overrides.keypoint_names))
     manifest = manifest_from_environment(
         model_id,
         task,
@@ -271,20 +294,29 @@ def _recorded_type(folder: Path) -> tuple[Task | None, str | None]:
 
 
 def import_model(
-    store: ModelStore, path: Path, model_id: str, overrides: ManifestOverrides, replace: bool = False
+    store: ModelStore,
+    path: Path,
+    model_id: str,
+    overrides: ManifestOverrides,
+    replace: bool = False,
+    exporter: CheckpointExporter | None = None,
 ) -> ModelPackage:
-    """Check that `path` (an ONNX file or a Roboflow package folder) is a model this server can run, then copy it
-    into the store."""
+    """Check that `path` (an ONNX file, a training checkpoint exported to ONNX by `exporter`, or a Roboflow
+    package folder) is a model this server can run, then copy it into the store."""
     validate_model_id(model_id)
     extras: dict[str, bytes] = {}
     if path.is_dir():
         weights, manifest = _package_manifest(path, model_id, overrides)
         check_runnable(weights, manifest)
-        extras = {name: (path / name).read_bytes() for name in (ENVIRONMENT_FILE, CLASS_NAMES_FILE) if (path / name).is_file()}
+        kept = (ENVIRONMENT_FILE, CLASS_NAMES_FILE, KEYPOINTS_METADATA_FILE)
+        extras = {name: (path / name).read_bytes() for name in kept if (path / name).is_file()}
     elif path.is_file():
-        weights, runner = path, open_session(path, RuntimeOptions())
+        weights = path
+        if is_checkpoint(path):
+            weights, overrides = exported_model(store, path, overrides, exporter or CheckpointExporter())
+        runner = open_session(weights, RuntimeOptions())
         manifest = manifest_for(runner, model_id, overrides, source=str(path.resolve()))
-        check_runnable(path, manifest, runner)
+        check_runnable(weights, manifest, runner)
     else:
         raise FileNotFoundError(f"no such file or folder: {path}")
     if overrides.multilabel and manifest.task is not Task.CLASSIFICATION:

@@ -171,6 +171,9 @@ class ModelManifest(BaseModel):
     keypoint_names: dict[int, list[str]] = Field(
         default_factory=dict, description="Pose: keypoint names for each class id."
     )
+    keypoint_counts: list[int] | None = Field(
+        None, description="RF-DETR pose: keypoints of each class slot (rfdetr's num_keypoints_per_class)."
+    )
     colors: dict[str, str] = Field(default_factory=dict, description="Class name → hex colour for drawings.")
     model_type: str | None = Field(None, description="Architecture, e.g. yolov8n, when known.")
     weights_file: str = WEIGHTS_FILE

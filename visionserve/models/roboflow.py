@@ -123,7 +123,7 @@ def manifest_from_environment(
     resize, pad_value, input_size = _resize(preprocessing)
     if family is ModelFamily.RFDETR:
         input_size = None  # its fixed square input decides; the package's size is the training images'
-        if task is Task.CLASSIFICATION or task is Task.KEYPOINT_DETECTION:
+        if task is Task.CLASSIFICATION:
             raise TaskNotSupportedError(f"RF-DETR {task.value} models cannot be served yet")
     names = class_names or _class_map_names(environment)
     if not names:

@@ -6,7 +6,9 @@ score that the export has already passed through a sigmoid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +23,10 @@ from visionserve.tasks.preprocess import ImageTransform
 class KeypointParams:
     detection: DetectionParams
     keypoint_confidence: float = 0.0
+
+
+def parse_keypoint_options(options: Options) -> KeypointParams:
+    return KeypointParams(parse_detection_options(options), float(option(options, "keypoint_confidence", 0.0)))
 
 
 class KeypointsPredictor(ObjectDetectionPredictor):
@@ -38,7 +44,7 @@ class KeypointsPredictor(ObjectDetectionPredictor):
         return shape[0] * shape[1]
 
     def parse_options(self, options: Options) -> KeypointParams:
-        return KeypointParams(parse_detection_options(options), float(option(options, "keypoint_confidence", 0.0)))
+        return parse_keypoint_options(options)
 
     def keypoint_names(self, class_id: int) -> list[str]:
         names = self.manifest.keypoint_names.get(class_id)
@@ -48,14 +54,30 @@ class KeypointsPredictor(ObjectDetectionPredictor):
         detections = self.detect(outputs[0], transform, params.detection)
         count, values = self.keypoint_shape
         raw = detections.extras.reshape(-1, count, values)
-        positions = np.round(transform.points_to_original(raw[..., :2])).tolist()
-        confidences = (raw[..., 2] if values == 3 else np.ones(raw.shape[:2], dtype=np.float32)).tolist()
+        positions = transform.points_to_original(raw[..., :2])
+        confidences = raw[..., 2] if values == 3 else np.ones(raw.shape[:2], dtype=np.float32)
         predictions = self.box_predictions(detections)
-        for prediction, class_id, points, scores in zip(predictions, detections.class_ids.tolist(), positions, confidences):
-            names = self.keypoint_names(class_id)
-            prediction["keypoints"] = [
-                {"x": x, "y": y, "confidence": score, "class_id": index, "class": names[index]}
-                for index, ((x, y), score) in enumerate(zip(points[: len(names)], scores))
-                if score > 0 and score >= params.keypoint_confidence
-            ]
-        return {"predictions": predictions}
+        return {"predictions": with_keypoints(predictions, detections.class_ids, positions, confidences,
+                                              self.keypoint_names, params.keypoint_confidence)}
+
+
+def with_keypoints(
+    predictions: list[dict[str, Any]],
+    class_ids: np.ndarray,
+    positions: np.ndarray,
+    confidences: np.ndarray,
+    names_of: Callable[[int], list[str]],
+    keypoint_confidence: float,
+) -> list[dict[str, Any]]:
+    """Add each prediction's `keypoints` (positions in original pixels, rounded to whole pixels as the reference
+    does): the named points of its class whose confidence is above 0 and at least `keypoint_confidence`."""
+    for prediction, class_id, points, scores in zip(
+        predictions, class_ids.tolist(), np.round(positions).tolist(), confidences.tolist()
+    ):
+        names = names_of(class_id)
+        prediction["keypoints"] = [
+            {"x": x, "y": y, "confidence": score, "class_id": index, "class": names[index]}
+            for index, ((x, y), score) in enumerate(zip(points[: len(names)], scores))
+            if score > 0 and score >= keypoint_confidence
+        ]
+    return predictions

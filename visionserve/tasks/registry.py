@@ -10,6 +10,7 @@ from visionserve.tasks.detection import ObjectDetectionPredictor
 from visionserve.tasks.keypoints import KeypointsPredictor
 from visionserve.tasks.obb import OrientedDetectionPredictor
 from visionserve.tasks.rfdetr import RFDETRDetectionPredictor, RFDETRSegmentationPredictor
+from visionserve.tasks.rfdetr_keypoints import RFDETRKeypointsPredictor
 from visionserve.tasks.rtdetr import RTDETRDetectionPredictor
 from visionserve.tasks.segmentation import InstanceSegmentationPredictor
 from visionserve.tasks.semantic import SemanticSegmentationPredictor
@@ -25,6 +26,7 @@ PREDICTORS: dict[tuple[ModelFamily, Task], type[Predictor]] = {
     (ModelFamily.YOLO, Task.SEMANTIC_SEGMENTATION): SemanticSegmentationPredictor,
     (ModelFamily.RFDETR, Task.OBJECT_DETECTION): RFDETRDetectionPredictor,
     (ModelFamily.RFDETR, Task.INSTANCE_SEGMENTATION): RFDETRSegmentationPredictor,
+    (ModelFamily.RFDETR, Task.KEYPOINT_DETECTION): RFDETRKeypointsPredictor,
     (ModelFamily.RTDETR, Task.OBJECT_DETECTION): RTDETRDetectionPredictor,
     (ModelFamily.YOLOX, Task.OBJECT_DETECTION): YoloxDetectionPredictor,
     (ModelFamily.YOLO_NAS, Task.OBJECT_DETECTION): YoloNasDetectionPredictor,
