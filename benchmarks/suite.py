@@ -23,6 +23,9 @@ table says which. Machines are shared and noisy, so the detection targets are me
    best raw forward (>= 0.85 each); a live source at 30 FPS, latency vs the forward pass (p50 <= +15 ms, p95 <=
    2x + 15 ms) at 320 and at 640 (where it drops frames); PyAV vs OpenCV decoding CPU per 1080p frame (<= 1.1x);
    RSS over 10,000 pushed frames (< 5% growth).
+8. Execution providers (`benchmarks.providers`, a table after detection's): the CPU provider against OpenVINO, raw
+   passes/s side by side on YOLOv8n 320 and 640 and RF-DETR Nano, alternating A-B-B-A; skipped with a note when
+   this onnxruntime is not the OpenVINO build.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from benchmarks.detection import (
     measure_round,
     raw_configurations,
 )
+from benchmarks.providers import provider_table
 from benchmarks.streams import stream_targets
 from benchmarks.target import Target
 from benchmarks.workflows import workflow_targets
@@ -265,6 +269,9 @@ def main() -> None:
             rounds.append(measure_round(home, plan, args.seconds))
         for table in detail_tables(rounds[-1]):
             console.print(table)
+        providers = provider_table(args.seconds / 2, repeats=2)
+        if providers is not None:
+            console.print(providers)
         targets = detection_targets(rounds)
         targets.append(segmentation_target(home, args.seconds, settings))
         targets += rfdetr_targets(home, args.seconds, settings)

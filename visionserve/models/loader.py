@@ -41,9 +41,9 @@ class LoadedModel:
         return self.package.manifest.task
 
 
-def open_session(weights: Path, options: RuntimeOptions) -> OnnxModel:
+def open_session(weights: Path, options: RuntimeOptions, label: str | None = None) -> OnnxModel:
     try:
-        return OnnxModel(weights, options)
+        return OnnxModel(weights, options, label)
     except RUNTIME_ERRORS as error:
         cause = str(error)
         if weights.parent != Path("."):  # the server's folders are nobody else's business
@@ -73,7 +73,7 @@ def build_predictor(package: ModelPackage, runner: OnnxModel, max_batch_size: in
 
 def load_model(model_id: str, package: ModelPackage, options: RuntimeOptions, max_batch_size: int) -> LoadedModel:
     started = time.perf_counter()
-    predictor = build_predictor(package, open_session(package.weights_path, options), max_batch_size)
+    predictor = build_predictor(package, open_session(package.weights_path, options, model_id), max_batch_size)
     elapsed = time.perf_counter() - started
     logger.info(
         "loaded model %s (%s, %d classes, input %s, providers %s) in %.2f s",
