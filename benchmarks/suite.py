@@ -70,6 +70,7 @@ from visionserve.loadtest import drive, http_load, load_generator, repeat
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.inspect import ManifestOverrides, import_model
 from visionserve.models.store import ModelStore
+from visionserve.runtime.openvino_choice import cpu_model
 from visionserve.runtime.threads import available_cores
 from visionserve.server_process import ServerProcess
 from visionserve.tasks.preprocess import build_input_batch
@@ -239,13 +240,6 @@ def prepare_store(home: Path) -> None:
         import_model(store, path, f"{path.stem}/1", ManifestOverrides())
     import_model(store, FIXTURE_MODELS / "shapes-segment-dynamic.onnx", "shapes-segment-640/1",
                  ManifestOverrides(input_size=(640, 640)))
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ onnxruntime in use is the OpenVINO build (`pip install 'visionserve[openvino]'`,
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -40,6 +41,7 @@ from visionserve.runtime.engines import (
     tensorrt_options,
 )
 from visionserve.runtime.onnx_model import RuntimeOptions
+from visionserve.runtime.openvino_choice import CHOICES_DIR, choice_key, cpu_model, faster_provider
 from visionserve.runtime.providers import CPU, CUDA, OPENVINO, TENSORRT, DeviceUnavailableError, choose, probe
 
 BUILTIN = BuiltinModels()
@@ -98,6 +100,9 @@ def test_healthz_and_the_registry_name_the_provider_each_model_runs_on(start_ser
         registry = http.get("/model/registry").json()
         health = http.get("/healthz").json()
     expected = choose("auto").provider  # the same probe as the server's: this machine, this build
+    if choose("auto").openvino_per_model:  # the OpenVINO build: whichever the server measured faster for it
+        (record,) = (server.home / "models" / CHOICES_DIR).glob("*.json")
+        expected = json.loads(record.read_text())["provider"]
     assert added == registry
     (model,) = registry["models"]
     assert model["model_id"] == "nudenet/1" and model["execution_provider"] == expected
@@ -150,6 +155,15 @@ def test_tensorrt_engines_are_cached_next_to_the_onnx_file_in_the_store(tmp_path
     assert folder.parent == weights.parent / "engines" and folder.name.startswith(sha256_of(weights)[:16])
     assert folder.is_dir() and options["trt_timing_cache_path"] == str(folder)
     assert tensorrt_options(weights, store, fp16=False)["trt_fp16_enable"] == "False"
+
+
+def test_openvino_choices_are_kept_per_model_input_threads_cpu_and_onnxruntime() -> None:
+    sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    key = choice_key(sha, (320, 320), 1, "Intel(R) Xeon(R) Platinum 8488C", "1.24.1")
+    assert key == "9f86d081884c7d65-320x320-t1-intel-r-xeon-r-platinum-8488c-ort1.24.1"
+    assert choice_key(sha, (640, 640), 1, "Intel(R) Xeon(R) Platinum 8488C", "1.24.1") != key
+    assert choice_key(sha, (320, 320), 2, "Intel(R) Xeon(R) Platinum 8488C", "1.24.1") != key
+    assert choice_key(sha, (320, 320), 1, "AMD EPYC 7R13 Processor", "1.24.1") != key
 
 
 def open_cached(folder: Path, weights: Path, builds_log: Path) -> float:
@@ -259,7 +273,7 @@ def test_openvino_answers_as_the_cpu_provider_box_for_box() -> None:
     images = [DecodedImage.full(photo(name)) for name in ("astronaut", "coffee", "chelsea")]
     answers = {}
     for provider in (OPENVINO, CPU):
-        model = load_model("nudenet/1", NUDENET, RuntimeOptions(providers=(provider, CPU)), max_batch_size=1)
+        model = load_model("nudenet/1", NUDENET, RuntimeOptions(providers=tuple(dict.fromkeys((provider, CPU)))), max_batch_size=1)
         assert model.predictor.runner.provider == provider
         answers[provider] = model.predictor.predict(images, {"confidence": 0.05})
     for openvino, cpu in zip(answers[OPENVINO], answers[CPU], strict=True):
@@ -269,3 +283,24 @@ def test_openvino_answers_as_the_cpu_provider_box_for_box() -> None:
             assert abs(ours["confidence"] - theirs["confidence"]) < 2e-3
             for side in ("x", "y", "width", "height"):
                 assert abs(ours[side] - theirs[side]) <= 1.0
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="this onnxruntime is not the OpenVINO build")
+def test_auto_runs_each_model_where_it_measured_faster_and_keeps_the_answer(start_server, tmp_path: Path) -> None:
+    assert choose("auto").openvino_per_model  # no GPU here: OpenVINO is weighed model by model
+    runner = load_model("nudenet/1", NUDENET, RuntimeOptions(intra_op_threads=1), max_batch_size=1).predictor.runner
+    store = tmp_path / "store"
+    chosen = faster_provider("nudenet/1", NUDENET.weights_path, runner, (320, 320), 1, store)
+    (record,) = (store / CHOICES_DIR).glob("*.json")
+    kept = json.loads(record.read_text())
+    assert kept["provider"] == chosen and kept["cpu_ms"] > 0 and kept["openvino_ms"] > 0
+    assert (kept["cpu_ms"] >= 1.05 * kept["openvino_ms"]) == (chosen == OPENVINO)
+    assert record.stem == choice_key(sha256_of(NUDENET.weights_path), (320, 320), 1, cpu_model(), ort.__version__)
+    kept["provider"] = CPU if chosen == OPENVINO else OPENVINO  # what a restart reads instead of measuring again
+    record.write_text(json.dumps(kept))
+    assert faster_provider("nudenet/1", NUDENET.weights_path, runner, (320, 320), 1, store) == kept["provider"]
+    server = start_server({"VISIONSERVE_INTRA_OP_THREADS": "1", "VISIONSERVE_PRELOAD_MODELS": "nudenet/1"})
+    with server.client() as http:
+        (model,) = http.get("/model/registry").json()["models"]
+    (served,) = (server.home / "models" / CHOICES_DIR).glob("*.json")
+    assert model["execution_provider"] == json.loads(served.read_text())["provider"]

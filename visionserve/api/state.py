@@ -72,10 +72,11 @@ def settings_runtime(
     """Session options from the settings (and their thread plan, when already made); `cores`: the budget every
     model of the process shares; `builds`: the sessions it is creating."""
     plan = plan or settings_plan(settings)
+    device = settings_device(settings)
     return RuntimeOptions(
-        settings_device(settings).providers, plan.run_threads, plan.concurrent_runs, settings.ort_spinning,
-        plan.lone_threads, cores, engine_root=settings.models_dir, tensorrt_fp16=settings.tensorrt_fp16,
-        builds=builds,
+        device.providers, plan.run_threads, plan.concurrent_runs, settings.ort_spinning, plan.lone_threads, cores,
+        engine_root=settings.models_dir, tensorrt_fp16=settings.tensorrt_fp16, builds=builds,
+        openvino_per_model=device.openvino_per_model,
     )  # fmt: skip
 
 

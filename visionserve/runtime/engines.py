@@ -32,7 +32,8 @@ PROGRESS_EVERY_S = 5.0
 _TENSORRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu12", "tensorrt-cu12-libs", "tensorrt-cu13", "tensorrt-cu13-libs")
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A piece of a file name: lower case letters, digits, dots and dashes only."""
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "unknown"
 
 
@@ -40,7 +41,7 @@ def engine_key(model_sha256: str, gpu_name: str, tensorrt_version: str) -> str:
     """The cache folder's name: an engine is only valid for the same model on the same GPU with the same TensorRT."""
     if not re.fullmatch(r"[0-9a-f]{16,64}", model_sha256):
         raise ValueError(f"not a model hash: {model_sha256!r}")
-    return f"{model_sha256[:16]}-{_slug(gpu_name)}-trt{_slug(tensorrt_version)}"
+    return f"{model_sha256[:16]}-{slug(gpu_name)}-trt{slug(tensorrt_version)}"
 
 
 def gpu_name(device_id: int = 0, proc: Path = Path("/proc/driver/nvidia/gpus")) -> str:

@@ -43,6 +43,7 @@ class RuntimeOptions:
     engine_root: Path | None = None  # TensorRT engines of models outside the store (built-in ones) go here
     tensorrt_fp16: bool = True
     builds: SessionBuilds | None = None  # sessions being created, for the registry and for 503s meanwhile
+    openvino_per_model: bool = False  # CPU or OpenVINO, whichever measures faster (`runtime.openvino_choice`)
 
 
 def _static_dim(dim: object) -> int | None:

@@ -40,7 +40,7 @@ DEVICE_PROVIDERS: dict[str, tuple[str, ...]] = {
 }
 # What `auto` tries, best first. TensorRT is never chosen by `auto`: its first load builds an engine (minutes) and
 # FP16 moves the answers, so it is asked for by name. OpenVINO is not here: whether it beats the CPU provider
-# depends on the model (`visionserve.runtime.openvino_choice`).
+# depends on the model, so `auto` measures it per model (`visionserve.runtime.openvino_choice`).
 AUTO_ORDER = ("cuda",)
 
 PROBE_MODEL = Path(__file__).resolve().parent.parent / "assets" / "probe.onnx"
@@ -58,6 +58,7 @@ class DeviceChoice:
     device: str
     providers: tuple[str, ...]
     reason: str
+    openvino_per_model: bool = False  # auto with OpenVINO loading here: each model on whichever measured faster
 
     @property
     def provider(self) -> str:
@@ -141,7 +142,8 @@ def _auto() -> DeviceChoice:
             )  # fmt: skip
     available = ", ".join(ort.get_available_providers())
     if OPENVINO in ort.get_available_providers() and probe(OPENVINO) is None:
-        return DeviceChoice("auto", (CPU,), f"no GPU provider loads; OpenVINO is chosen per model ({available})")
+        reason = f"no GPU provider loads here; OpenVINO where it measures faster, model by model ({available})"
+        return DeviceChoice("auto", (CPU,), reason, openvino_per_model=True)
     return DeviceChoice("auto", (CPU,), f"no GPU or OpenVINO provider loads here (onnxruntime build: {available})")
 
 
