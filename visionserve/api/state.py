@@ -124,7 +124,7 @@ class ServerState:
         keep_opencv_to_its_caller()
         cores = CoreBudget(plan.concurrent_runs)
         device = settings_device(settings)
-        logger.info("device %s: models run on %s (%s)", device.device, ",".join(device.providers), device.reason)
+        logger.info("%s", device)
         builds = SessionBuilds()
         runtime = settings_runtime(settings, cores, plan, builds)
         metrics = Metrics(cores)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -64,6 +65,12 @@ class DeviceChoice:
     def provider(self) -> str:
         return self.providers[0]
 
+    def __str__(self) -> str:
+        where = ",".join(self.providers)
+        if self.openvino_per_model:
+            where = f"{OPENVINO} or {CPU}, whichever measures faster for each model"
+        return f"device {self.device}: models run on {where} ({self.reason})"
+
 
 @contextmanager
 def _stderr_to(path: Path) -> Iterator[None]:
@@ -79,7 +86,8 @@ def _stderr_to(path: Path) -> Iterator[None]:
 
 
 def _error_lines(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    """onnxruntime's error lines, without their colours."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower() or line.startswith("[E:")]
     return " | ".join(errors or lines)[:2000]
 
@@ -137,14 +145,14 @@ def _auto() -> DeviceChoice:
             return DeviceChoice("auto", DEVICE_PROVIDERS[device], f"{provider} loads on this machine")
         if provider in ort.get_available_providers():
             logger.warning(
-                "device auto: this onnxruntime build has %s but it does not load here, so models run on the CPU: %s",
+                "device auto: this onnxruntime build has %s but it does not load on this machine, so it is not used: %s",
                 provider, failure,
             )  # fmt: skip
     available = ", ".join(ort.get_available_providers())
     if OPENVINO in ort.get_available_providers() and probe(OPENVINO) is None:
-        reason = f"no GPU provider loads here; OpenVINO where it measures faster, model by model ({available})"
+        reason = f"no GPU provider loads here; onnxruntime build: {available}"
         return DeviceChoice("auto", (CPU,), reason, openvino_per_model=True)
-    return DeviceChoice("auto", (CPU,), f"no GPU or OpenVINO provider loads here (onnxruntime build: {available})")
+    return DeviceChoice("auto", (CPU,), f"no GPU or OpenVINO provider loads here; onnxruntime build: {available}")
 
 
 def _loading(providers: list[str]) -> list[str]:
