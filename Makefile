@@ -69,7 +69,7 @@ $(RFDETR_STAMP):
 $(OPENVINO_STAMP):
 	$(PYTHON) -m venv $(OPENVINO_VENV)
 	$(OPENVINO_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(OPENVINO_VENV)/bin/python -m pip install --quiet -e '.[test,openvino]'
+	$(OPENVINO_VENV)/bin/python -m pip install --quiet -e '.[openvino]' 'pytest>=8.0' 'pytest-timeout>=2.3' 'scikit-image>=0.22'
 	$(OPENVINO_VENV)/bin/python -m pip install --quiet --no-deps $(TRACKERS)
 	$(OPENVINO_VENV)/bin/python -m pip uninstall --quiet -y onnxruntime onnxruntime-openvino
 	$(OPENVINO_VENV)/bin/python -m pip install --quiet --no-deps $(OPENVINO_ORT)

@@ -276,7 +276,8 @@ def test_openvino_answers_as_the_cpu_provider_box_for_box() -> None:
     images = [DecodedImage.full(photo(name)) for name in ("astronaut", "coffee", "chelsea")]
     answers = {}
     for provider in (OPENVINO, CPU):
-        model = load_model("nudenet/1", NUDENET, RuntimeOptions(providers=tuple(dict.fromkeys((provider, CPU)))), max_batch_size=1)
+        options = RuntimeOptions(providers=tuple(dict.fromkeys((provider, CPU))))
+        model = load_model("nudenet/1", NUDENET, options, max_batch_size=1)
         assert model.predictor.runner.provider == provider
         answers[provider] = model.predictor.predict(images, {"confidence": 0.05})
     for openvino, cpu in zip(answers[OPENVINO], answers[CPU], strict=True):

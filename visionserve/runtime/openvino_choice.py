@@ -1,7 +1,7 @@
 """`device=auto` with the OpenVINO build: OpenVINO or the CPU provider, whichever measured faster for this model.
 
 On this project's 2-core VMs OpenVINO was faster for RF-DETR Nano in every run but within the noise of the CPU
-provider for YOLOv8n under load (0.97 to 1.24 over runs, README "Execution providers"), so no rule by family
+provider for YOLOv8n under load (0.84 to 1.31 over three runs, README "GPU and OpenVINO"), so no rule by family
 holds: each model is timed once at its first load, both providers alternating A-B-B-A at the server's threads per
 pass, and the answer is kept in the store keyed by the model's hash, its input size, the threads, the CPU and the
 onnxruntime version, so later loads and restarts reuse it. OpenVINO must win by `MARGIN` to be chosen.

@@ -145,7 +145,8 @@ def _auto() -> DeviceChoice:
             return DeviceChoice("auto", DEVICE_PROVIDERS[device], f"{provider} loads on this machine")
         if provider in ort.get_available_providers():
             logger.warning(
-                "device auto: this onnxruntime build has %s but it does not load on this machine, so it is not used: %s",
+                "device auto: this onnxruntime build has %s but it does not load on this machine, so it is not "
+                "used: %s",
                 provider, failure,
             )  # fmt: skip
     available = ", ".join(ort.get_available_providers())
