@@ -18,6 +18,11 @@ FIXTURES_STAMP := $(FIXTURES_VENV)/.installed
 # Genuine RF-DETR exports (rfdetr's own export, random weights) and rfdetr's own predictions on them, for the RF-DETR
 # tests. ~600 MB, so `make test` builds them (1-4 minutes on 2 cores) into a cache folder named after a hash of
 # the script, the pins and the test images, and skips the build while that folder is complete (`done` in it).
+# The OpenVINO build of ONNX Runtime, in a venv of its own: it installs the same `onnxruntime` module as the CPU
+# build (pip keeps both listed, the files of the last one installed win), so it never goes into $(VENV).
+OPENVINO_VENV := .venv-openvino
+OPENVINO_STAMP := $(OPENVINO_VENV)/.installed
+OPENVINO_ORT := onnxruntime-openvino==1.24.1
 RFDETR_VENV := .venv-rfdetr
 RFDETR_STAMP := $(RFDETR_VENV)/.installed
 RFDETR_REQUIREMENTS := torch==2.13.0 torchvision==0.28.0 rfdetr==1.11.2 ultralytics==8.4.190 onnx==1.23.2 onnxruntime==1.32.0
@@ -34,7 +39,8 @@ CHECKPOINT_KEY := $(shell { cat $(CHECKPOINT_INPUTS); echo '$(RFDETR_REQUIREMENT
 CHECKPOINT_FIXTURES := $(FIXTURE_CACHE)/checkpoints-$(CHECKPOINT_KEY)
 EXPORT_PYTHON := $(CURDIR)/$(RFDETR_VENV)/bin/python
 
-.PHONY: install serve test bench bench-ray fuzz soak fixtures rfdetr-fixtures family-fixtures yolo-nas-fixtures semantic-fixtures clean
+.PHONY: install serve test test-openvino bench bench-ray fuzz soak fixtures rfdetr-fixtures family-fixtures \
+	yolo-nas-fixtures semantic-fixtures clean
 
 install: $(STAMP)
 
@@ -68,6 +74,15 @@ $(RFDETR_STAMP):
 	$(RFDETR_VENV)/bin/python -m pip install --quiet torch==2.13.0
 	$(RFDETR_VENV)/bin/python -m pip install --quiet $(RFDETR_REQUIREMENTS)
 	touch $(RFDETR_STAMP)
+
+$(OPENVINO_STAMP):
+	$(PYTHON) -m venv $(OPENVINO_VENV)
+	$(OPENVINO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OPENVINO_VENV)/bin/python -m pip install --quiet -e '.[openvino]' 'pytest>=8.0' 'pytest-timeout>=2.3' 'scikit-image>=0.22'
+	$(OPENVINO_VENV)/bin/python -m pip install --quiet --no-deps $(TRACKERS)
+	$(OPENVINO_VENV)/bin/python -m pip uninstall --quiet -y onnxruntime onnxruntime-openvino
+	$(OPENVINO_VENV)/bin/python -m pip install --quiet --no-deps $(OPENVINO_ORT)
+	touch $(OPENVINO_STAMP)
 
 # yolox 0.3.0 is an sdist that pins onnx==1.8.1 / onnxruntime==1.8.0 and imports torch at build time: build it
 # against the venv's torch without its pins, and add the few dependencies its imports need.
@@ -123,6 +138,12 @@ test: $(TEST_STAMP) $(SDK_STAMP) $(RFDETR_FIXTURES)/done $(CHECKPOINT_FIXTURES)/
 	VISIONSERVE_RFDETR_FIXTURES=$(RFDETR_FIXTURES) VISIONSERVE_CHECKPOINT_FIXTURES=$(CHECKPOINT_FIXTURES) \
 		VISIONSERVE_EXPORT_PYTHON=$(EXPORT_PYTHON) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The provider tests and the CPU/OpenVINO comparison under the OpenVINO build (`make test` runs them on the CPU
+# build, where the OpenVINO ones are skipped).
+test-openvino: $(OPENVINO_STAMP) $(RFDETR_FIXTURES)/done
+	$(OPENVINO_VENV)/bin/python -m pytest tests/test_providers.py tests/test_runtime.py $(PYTEST_ARGS)
+	VISIONSERVE_RFDETR_FIXTURES=$(RFDETR_FIXTURES) $(OPENVINO_VENV)/bin/python -m benchmarks.providers $(ARGS)
+
 # wrk, the C load generator the benchmarks prefer (a Python client on the same cores takes CPU from the server it
 # measures): installed from Debian when we are root; otherwise the benchmarks use their Python client and say so.
 WRK := command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
@@ -152,4 +173,4 @@ fixtures: $(TEST_STAMP) $(SDK_STAMP) $(FIXTURES_STAMP)
 	VISIONSERVE_TEST_FIXTURES=$(CURDIR)/build/fixtures $(BIN)/python -m pytest tests/test_tasks.py tests/test_official_sdk.py
 
 clean:
-	rm -rf $(VENV) $(SDK_VENV) $(FIXTURES_VENV) $(RFDETR_VENV) $(YOLO_NAS_VENV) .pytest_cache build
+	rm -rf $(VENV) $(SDK_VENV) $(FIXTURES_VENV) $(RFDETR_VENV) $(YOLO_NAS_VENV) $(OPENVINO_VENV) .pytest_cache build

@@ -23,7 +23,10 @@ table says which. Machines are shared and noisy, so the detection targets are me
    best raw forward (>= 0.85 each); a live source at 30 FPS, latency vs the forward pass (p50 <= +15 ms, p95 <=
    2x + 15 ms) at 320 and at 640 (where it drops frames); PyAV vs OpenCV decoding CPU per 1080p frame (<= 1.1x);
    RSS over 10,000 pushed frames (< 5% growth).
-8. Dynamic batching (`benchmarks.batching`): a server merging passes across requests vs one that does not, at 1, 4
+8. Execution providers (`benchmarks.providers`, a table after detection's): the CPU provider against OpenVINO, raw
+   passes/s side by side on YOLOv8n 320 and 640 and RF-DETR Nano, alternating A-B-B-A; skipped with a note when
+   this onnxruntime is not the OpenVINO build.
+9. Dynamic batching (`benchmarks.batching`): a server merging passes across requests vs one that does not, at 1, 4
    and 16 clients; whether `auto` (off on the CPU provider) agrees with the run.
 """
 
@@ -59,6 +62,7 @@ from benchmarks.detection import (
     measure_round,
     raw_configurations,
 )
+from benchmarks.providers import provider_table
 from benchmarks.streams import stream_targets
 from benchmarks.target import Target
 from benchmarks.workflows import workflow_targets
@@ -69,6 +73,7 @@ from visionserve.loadtest import drive, http_load, load_generator, repeat
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.inspect import ManifestOverrides, import_model
 from visionserve.models.store import ModelStore
+from visionserve.runtime.openvino_choice import cpu_model
 from visionserve.runtime.threads import available_cores
 from visionserve.server_process import ServerProcess
 from visionserve.tasks.preprocess import build_input_batch
@@ -240,13 +245,6 @@ def prepare_store(home: Path) -> None:
                  ManifestOverrides(input_size=(640, 640)))
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of each throughput measurement")
@@ -268,6 +266,9 @@ def main() -> None:
             rounds.append(measure_round(home, plan, args.seconds))
         for table in detail_tables(rounds[-1]):
             console.print(table)
+        providers = provider_table(args.seconds / 2, repeats=2)
+        if providers is not None:
+            console.print(providers)
         targets = detection_targets(rounds)
         targets.append(segmentation_target(home, args.seconds, settings))
         targets += rfdetr_targets(home, args.seconds, settings)

@@ -13,7 +13,8 @@ from visionserve.config import Settings
 from visionserve.images.decode import DecodedImage
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.loader import load_model
-from visionserve.runtime.onnx_model import RuntimeOptions, usable_providers
+from visionserve.runtime.onnx_model import RuntimeOptions
+from visionserve.runtime.providers import usable_providers
 
 
 def test_unavailable_providers_are_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:

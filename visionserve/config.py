@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
@@ -25,10 +25,17 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=default_home, description="Model store and server state.")
     log_level: str = "info"
 
+    device: Literal["auto", "cpu", "cuda", "tensorrt", "openvino"] = Field(
+        "auto",
+        description="Where models run: auto (a GPU whose provider loads, else OpenVINO where it measured faster, "
+        "else the CPU), cpu, cuda, tensorrt or openvino (refused at start-up when it cannot load here).",
+    )  # fmt: skip
     execution_providers: CommaList = Field(
-        default_factory=lambda: ["CPUExecutionProvider"],
-        description="ONNX Runtime providers in order of preference, e.g. CUDAExecutionProvider,CPUExecutionProvider.",
-    )
+        default_factory=list,
+        description="Instead of `device`: ONNX Runtime providers in order of preference, e.g. "
+        "CUDAExecutionProvider,CPUExecutionProvider (those not in the build or not loading here are skipped).",
+    )  # fmt: skip
+    tensorrt_fp16: bool = Field(True, description="TensorRT builds FP16 engines (FP32 where a layer needs it).")
     intra_op_threads: int = Field(
         0, ge=0, description="Threads of one forward pass under load; 0: 1 (cores/16 beyond 16 cores)."
     )
@@ -155,6 +162,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _one_provider_setting(self) -> Settings:
+        if self.execution_providers and self.device != "auto":
+            raise ValueError("set VISIONSERVE_DEVICE or VISIONSERVE_EXECUTION_PROVIDERS, not both")
+        return self
 
     @field_validator("home", mode="after")
     @classmethod

@@ -41,7 +41,9 @@ from visionserve.models.store import ModelStore
 from visionserve.models.weights_api import WeightsApi, WeightsApiLimits
 from visionserve.runtime.cores import CoreBudget
 from visionserve.runtime.batching import BatchingPolicy
+from visionserve.runtime.engines import SessionBuilds
 from visionserve.runtime.onnx_model import CPU_PROVIDER, OnnxModel, RuntimeOptions
+from visionserve.runtime.providers import DeviceChoice, choose
 from visionserve.runtime.threads import ThreadPlan, available_cores, keep_opencv_to_its_caller, plan_threads
 from visionserve.streams.manager import PipelineManager
 
@@ -56,15 +58,26 @@ def settings_plan(settings: Settings) -> ThreadPlan:
     )  # fmt: skip
 
 
+def settings_device(settings: Settings) -> DeviceChoice:
+    """The providers `device` (or an explicit `execution_providers` list) comes to on this machine; probed once
+    per process. Raises DeviceUnavailableError for a named device that cannot load here."""
+    return choose(settings.device, tuple(settings.execution_providers))
+
+
 def settings_runtime(
-    settings: Settings, cores: CoreBudget | None = None, plan: ThreadPlan | None = None
+    settings: Settings,
+    cores: CoreBudget | None = None,
+    plan: ThreadPlan | None = None,
+    builds: SessionBuilds | None = None,
 ) -> RuntimeOptions:
     """Session options from the settings (and their thread plan, when already made); `cores`: the budget every
-    model of the process shares."""
+    model of the process shares; `builds`: the sessions it is creating."""
     plan = plan or settings_plan(settings)
+    device = settings_device(settings)
     return RuntimeOptions(
-        tuple(settings.execution_providers), plan.run_threads, plan.concurrent_runs, settings.ort_spinning,
-        plan.lone_threads, cores,
+        device.providers, plan.run_threads, plan.concurrent_runs, settings.ort_spinning, plan.lone_threads, cores,
+        engine_root=settings.models_dir, tensorrt_fp16=settings.tensorrt_fp16, builds=builds,
+        openvino_per_model=device.openvino_per_model,
     )  # fmt: skip
 
 
@@ -104,6 +117,7 @@ class ServerState:
     weights_api: WeightsApi | None
     metrics: Metrics
     access_keys: AccessKeys
+    builds: SessionBuilds
     server_id: str = field(default_factory=_server_id)
     ready: bool = False
     in_flight: int = 0  # inference jobs accepted and not finished (event loop thread only)
@@ -131,7 +145,10 @@ class ServerState:
         plan = settings_plan(settings)
         keep_opencv_to_its_caller()
         cores = CoreBudget(plan.concurrent_runs)
-        runtime = settings_runtime(settings, cores, plan)
+        device = settings_device(settings)
+        logger.info("%s", device)
+        builds = SessionBuilds()
+        runtime = settings_runtime(settings, cores, plan, builds)
         metrics = Metrics(cores)
         batching = batching_choice(settings)
 
@@ -145,7 +162,9 @@ class ServerState:
             metrics.model_loads.labels(model_id, "loaded").inc()
             return model
 
-        manager = ModelManager(ModelResolver(sources, remote), load, max_active=settings.max_active_models)
+        manager = ModelManager(
+            ModelResolver(sources, remote), load, max_active=settings.max_active_models, builds=builds
+        )
         metrics.count_models_with(lambda: len(manager.loaded()))
         fetcher = UrlFetcher(
             settings.url_timeout_s, settings.url_max_bytes, settings.url_allow_hosts, settings.allow_url_input
@@ -161,7 +180,7 @@ class ServerState:
         service = InferenceService(manager, images, settings.max_batch_images, limits, cores)
         executor = ThreadPoolExecutor(plan.worker_threads, thread_name_prefix="visionserve-worker")
         access_keys = AccessKeys.parse(settings.api_keys)
-        return cls(settings, store, manager, service, fetcher, executor, weights_api, metrics, access_keys)
+        return cls(settings, store, manager, service, fetcher, executor, weights_api, metrics, access_keys, builds)
 
     def request_key(self, presented: str | None) -> str | None:
         """The key to forward to the weights API: the caller's, unless callers' keys are this server's own

@@ -7,6 +7,8 @@ import signal
 import sys
 from typing import Annotated
 
+from pydantic import ValidationError
+
 from visionserve.cli.common import fail, setting_option
 from visionserve.cli.running_servers import port_refusal, registered
 from visionserve.config import Settings
@@ -22,6 +24,11 @@ ModelOption = Annotated[
     list[str] | None,
     setting_option("preload_models", "--model", help="Load (and pin) this model before reporting ready; repeatable."),
 ]
+DeviceOption = Annotated[
+    str | None,
+    setting_option("device", help="auto, cpu, cuda, tensorrt or openvino; a named one that cannot load here stops "
+                   "the server before it starts."),
+]  # fmt: skip
 LogLevelOption = Annotated[str | None, setting_option("log_level", help="debug, info, warning or error.")]
 
 
@@ -30,6 +37,7 @@ def serve(
     host: HostOption,
     port: PortOption,
     workers: WorkersOption,
+    device: DeviceOption,
     log_level: LogLevelOption,
     model: ModelOption,
 ) -> None:
@@ -38,12 +46,23 @@ def serve(
 
     flags = {
         "host": host, "port": port, "log_level": log_level, "preload_models": ",".join(model) if model else None,
-        "workers": workers,  # each worker process plans its threads for its share of the cores
+        "device": device, "workers": workers,  # each worker process plans its threads for its share of the cores
     }  # fmt: skip
     for name, value in flags.items():
         if value is not None:  # flags win over the environment, also in worker processes
             os.environ[f"VISIONSERVE_{name.upper()}"] = str(value)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        raise fail("; ".join(problem["msg"] for problem in error.errors())) from None
+    if settings.device != "auto":  # auto always finds something; a named device must load, or nothing starts
+        from visionserve.api.state import settings_device
+        from visionserve.runtime.providers import DeviceUnavailableError
+
+        try:
+            settings_device(settings)
+        except DeviceUnavailableError as error:
+            raise fail(str(error)) from None
     refusal = port_refusal(settings)  # before uvicorn, which would load the app first and then fail to bind
     if refusal is not None:
         raise fail(refusal)

@@ -10,13 +10,15 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from visionserve.errors import ModelPackageError
 from visionserve.models.manifest import ModelManifest, ModelPackage, Task
 from visionserve.runtime.batching import BatchingPolicy, DynamicBatcher
 from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel, RuntimeOptions
+from visionserve.runtime.openvino_choice import faster_provider
+from visionserve.runtime.providers import CPU, OPENVINO
 from visionserve.tasks.base import Predictor, resolve_input_size
 from visionserve.tasks.preprocess import MAX_INPUT_PIXELS
 from visionserve.tasks.registry import predictor_class
@@ -45,9 +47,9 @@ class LoadedModel:
         return self.package.manifest.task
 
 
-def open_session(weights: Path, options: RuntimeOptions) -> OnnxModel:
+def open_session(weights: Path, options: RuntimeOptions, label: str | None = None) -> OnnxModel:
     try:
-        return OnnxModel(weights, options)
+        return OnnxModel(weights, options, label)
     except RUNTIME_ERRORS as error:
         cause = str(error)
         if weights.parent != Path("."):  # the server's folders are nobody else's business
@@ -75,10 +77,22 @@ def build_predictor(package: ModelPackage, runner: OnnxModel, max_batch_size: in
     return predictor_class(manifest.family, manifest.task)(manifest, runner, max_batch_size)
 
 
+def open_fastest(model_id: str, package: ModelPackage, options: RuntimeOptions) -> OnnxModel:
+    """The model's session; with `openvino_per_model`, on OpenVINO when it measured faster than the CPU provider."""
+    runner = open_session(package.weights_path, options, model_id)
+    if not options.openvino_per_model:
+        return runner
+    input_hw = resolve_input_size(package.manifest, runner)
+    threads = max(1, options.intra_op_threads)
+    if faster_provider(model_id, package.weights_path, runner, input_hw, threads, options.engine_root) == CPU:
+        return runner
+    return open_session(package.weights_path, replace(options, providers=(OPENVINO, CPU)), model_id)
+
+
 def load_model(model_id: str, package: ModelPackage, options: RuntimeOptions, max_batch_size: int,
                batching: BatchingChoice | None = None) -> LoadedModel:  # fmt: skip
     started = time.perf_counter()
-    predictor = build_predictor(package, open_session(package.weights_path, options), max_batch_size)
+    predictor = build_predictor(package, open_fastest(model_id, package, options), max_batch_size)
     policy = batching(model_id, predictor.runner) if batching is not None and predictor.batchable else None
     if policy is not None:
         predictor.batcher = DynamicBatcher(predictor.runner, policy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,10 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from visionserve.runtime.cores import CoreBudget
+from visionserve.runtime.engines import SessionBuilds, built_once, tensorrt_options
+from visionserve.runtime.providers import CPU, OPENVINO, TENSORRT
+
+ProviderSpec = str | tuple[str, dict[str, str]]
 
 logger = logging.getLogger(__name__)
 
@@ -25,31 +30,20 @@ RUNTIME_ERRORS: tuple[type[Exception], ...] = (
     ),
 )
 
-CPU_PROVIDER = "CPUExecutionProvider"
-
-
 @dataclass(frozen=True)
 class RuntimeOptions:
     """How sessions use the machine (`visionserve.runtime.threads` explains the defaults)."""
 
-    providers: tuple[str, ...] = (CPU_PROVIDER,)
+    providers: tuple[str, ...] = (CPU,)  # as `visionserve.runtime.providers.choose` made them: all in the build
     intra_op_threads: int = 0  # threads per pass under load; 0: ONNX Runtime's default (one per physical core)
     concurrent_runs: int = 1  # passes side by side, shared by every model of the process through `cores`
     spinning: bool = True  # idle intra-op threads spin during a pass (faster hand-offs between operators)
     lone_threads: int = 0  # threads of a lone request's pass; more than intra_op_threads: a second CPU session
     cores: CoreBudget | None = None  # the process's budget of passes; None: this model's own
-
-
-def usable_providers(requested: tuple[str, ...]) -> list[str]:
-    """The requested providers this onnxruntime build has, in order, always ending with the CPU."""
-    available = set(ort.get_available_providers())
-    chosen = [name for name in requested if name in available]
-    missing = [name for name in requested if name not in available]
-    if missing:
-        logger.warning("execution providers not available in this onnxruntime build: %s", ", ".join(missing))
-    if CPU_PROVIDER not in chosen:
-        chosen.append(CPU_PROVIDER)
-    return chosen
+    engine_root: Path | None = None  # TensorRT engines of models outside the store (built-in ones) go here
+    tensorrt_fp16: bool = True
+    builds: SessionBuilds | None = None  # sessions being created, for the registry and for 503s meanwhile
+    openvino_per_model: bool = False  # CPU or OpenVINO, whichever measures faster (`runtime.openvino_choice`)
 
 
 def _static_dim(dim: object) -> int | None:
@@ -60,9 +54,15 @@ class OnnxModel:
     """A model's inference session, thread-safe. On CPU it may hold a second session over more threads for
     requests that are alone (`CoreBudget` decides per pass)."""
 
-    def __init__(self, path: Path, options: RuntimeOptions) -> None:
-        providers = usable_providers(options.providers)
-        self.session = _open_session(path, providers, options.intra_op_threads, options.spinning)
+    def __init__(self, path: Path, options: RuntimeOptions, label: str | None = None) -> None:
+        providers = list(options.providers)
+        builds = options.builds or SessionBuilds()
+        specs = _provider_specs(path, options)
+        engine = next((Path(spec[1]["trt_engine_cache_path"]) for spec in specs if spec[0] == TENSORRT
+                       and isinstance(spec, tuple)), None)  # fmt: skip
+        with builds.building(label or path.name, providers[0], engine=engine is not None):
+            with built_once(engine) if engine is not None else contextlib.nullcontext():
+                self.session = open_session(path, specs, options.intra_op_threads, options.spinning)
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ValueError("expected one image input shaped [batch, channels, height, width]")
@@ -73,8 +73,8 @@ class OnnxModel:
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.cores = options.cores or CoreBudget(options.concurrent_runs)
         self.lone_session = None  # accelerators run one pass at a time anyway: no second session for them
-        if providers == [CPU_PROVIDER] and options.lone_threads > max(1, options.intra_op_threads):
-            self.lone_session = _open_session(path, providers, options.lone_threads, options.spinning, lone=True)
+        if providers == [CPU] and options.lone_threads > max(1, options.intra_op_threads):
+            self.lone_session = open_session(path, providers, options.lone_threads, options.spinning, lone=True)
 
     @property
     def batch_size(self) -> int | None:
@@ -96,6 +96,11 @@ class OnnxModel:
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
+    @property
+    def provider(self) -> str:
+        """The provider the session actually runs on (onnxruntime may have dropped one that did not load)."""
+        return self.providers[0]
+
     def run(self, batch: np.ndarray, may_widen: bool = False) -> list[np.ndarray]:
         """Outputs for one batch; `may_widen`: the pass may use every core if its request is alone (a batch split
         over several passes runs them side by side instead)."""
@@ -111,9 +116,32 @@ class OnnxModel:
         return [np.asarray(output, dtype=np.float32) for output in outputs]
 
 
-def _open_session(
-    path: Path, providers: list[str], threads: int, spinning: bool, lone: bool = False
+def _provider_specs(path: Path, options: RuntimeOptions) -> list[ProviderSpec]:
+    """Providers with the options they need: TensorRT's engine cache and FP16, OpenVINO's thread count."""
+    specs: list[ProviderSpec] = []
+    for provider in options.providers:
+        if provider == TENSORRT:
+            specs.append((provider, tensorrt_options(path, options.engine_root, options.tensorrt_fp16)))
+        elif provider == OPENVINO:
+            specs.append((provider, openvino_options(options.intra_op_threads)))
+        else:
+            specs.append(provider)
+    return specs
+
+
+def openvino_options(threads: int) -> dict[str, str]:
+    """OpenVINO on the CPU, in FP32 (the CPU provider's answers), with the pass's share of the cores."""
+    options = {"device_type": "CPU", "precision": "FP32"}
+    if threads > 0:
+        options["num_of_threads"] = str(threads)
+    return options
+
+
+def open_session(
+    path: Path, providers: list[ProviderSpec], threads: int, spinning: bool, lone: bool = False
 ) -> ort.InferenceSession:
+    """A session as the server runs it: sequential, `threads` intra-op threads, never onnxruntime's silent retry
+    on the CPU when a provider fails (the caller chose the providers knowing they load)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -122,4 +150,4 @@ def _open_session(
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if lone:  # its threads spin between operators, never after the pass, when the cores are the others' again
         options.add_session_config_entry("session.force_spinning_stop", "1")
-    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers, enable_fallback=0)

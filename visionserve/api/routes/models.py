@@ -54,6 +54,18 @@ class ModelDescription(BaseModel):
     vram_bytes: int | None = None
     request_aliases: list[str] = Field(default_factory=list)
     request_paths: list[str] = Field(default_factory=list)
+    execution_provider: str | None = Field(
+        None, description="The ONNX Runtime provider the model's session runs on (a visionserve addition)."
+    )
+
+
+class ModelBuilding(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_id: str
+    execution_provider: str
+    state: str = Field(description="`building engine, N s` (TensorRT) or `creating session, N s`.")
+    seconds: float
 
 
 class ModelsDescriptions(BaseModel):
@@ -65,6 +77,9 @@ class ModelsDescriptions(BaseModel):
     torch_cuda_reserved: int | None = None
     torch_cuda_allocator_cache: int | None = None
     non_torch_gpu_memory: int | None = None
+    building: list[ModelBuilding] = Field(
+        default_factory=list, description="Models whose session is being created now (a visionserve addition)."
+    )
 
 
 class CatalogEntry(BaseModel):
@@ -91,11 +106,17 @@ def describe(model: LoadedModel) -> ModelDescription:
         batch_size=model.predictor.runner.batch_size,
         input_height=height,
         input_width=width,
+        execution_provider=model.predictor.runner.provider,
     )
 
 
 def registry(state: ServerState) -> ModelsDescriptions:
-    return ModelsDescriptions(models=[describe(model) for model in state.manager.loaded()])
+    building = [
+        ModelBuilding(model_id=build.label, execution_provider=build.provider, state=build.state,
+                      seconds=round(build.seconds, 1))
+        for build in state.manager.building()
+    ]  # fmt: skip
+    return ModelsDescriptions(models=[describe(model) for model in state.manager.loaded()], building=building)
 
 
 State = Annotated[ServerState, Depends(get_state)]
