@@ -42,8 +42,8 @@ from visionserve.models.weights_api import WeightsApi, WeightsApiLimits
 from visionserve.runtime.cores import CoreBudget
 from visionserve.runtime.batching import BatchingPolicy
 from visionserve.runtime.engines import SessionBuilds
-from visionserve.runtime.onnx_model import CPU_PROVIDER, OnnxModel, RuntimeOptions
-from visionserve.runtime.providers import DeviceChoice, choose
+from visionserve.runtime.onnx_model import OnnxModel, RuntimeOptions
+from visionserve.runtime.providers import CPU, DeviceChoice, choose
 from visionserve.runtime.threads import ThreadPlan, available_cores, keep_opencv_to_its_caller, plan_threads
 from visionserve.streams.manager import PipelineManager
 
@@ -89,7 +89,7 @@ def batching_choice(settings: Settings) -> BatchingChoice:
     provider), and how long a merged pass waits for more requests."""
 
     def choose(model_id: str, runner: OnnxModel) -> BatchingPolicy | None:
-        on_cpu = runner.providers[0] == CPU_PROVIDER
+        on_cpu = runner.providers[0] == CPU
         enabled = settings.dynamic_batching_models.get(model_id)
         if enabled is None:
             enabled = settings.dynamic_batching == "on" or (settings.dynamic_batching == "auto" and not on_cpu)
