@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +72,43 @@ def test_a_dynamic_batch_model_runs_a_list_as_one_batch() -> None:
     singles = [model.predictor.predict([image], {"confidence": 0.1})[0] for image in images]
     strip = lambda r: [(p["class_id"], round(p["confidence"], 4), p["x"], p["y"]) for p in r["predictions"]]
     assert [strip(r) for r in batched] == [strip(r) for r in singles]
+
+
+ARENAS_SCRIPT = """
+import ctypes, os, sys, tempfile, threading
+import numpy as np
+from visionserve.runtime.memory import limit_malloc_arenas
+limited = limit_malloc_arenas(int(sys.argv[1]))
+barrier = threading.Barrier(8)
+def churn():
+    barrier.wait()
+    for _ in range(2000):
+        blocks = [np.ones(4096) for _ in range(8)]  # 32 KiB each: from malloc's arenas, not mmap
+        del blocks
+threads = [threading.Thread(target=churn) for _ in range(8)]
+[t.start() for t in threads]; [t.join() for t in threads]
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+with tempfile.NamedTemporaryFile(suffix=".xml") as out:
+    handle = libc.fopen(out.name.encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(handle))
+    libc.fclose(ctypes.c_void_p(handle))
+    print(limited, open(out.name).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt and malloc_info")
+def test_malloc_arenas_are_limited_unless_malloc_arena_max_is_set() -> None:
+    """Eight threads churning 32 KiB blocks at once: glibc gives them arenas of their own, unless limited."""
+    env = {key: value for key, value in os.environ.items() if key != "MALLOC_ARENA_MAX"}
+
+    def arenas(limit: int, extra: dict[str, str] | None = None) -> tuple[str, int]:
+        printed = subprocess.run([sys.executable, "-c", ARENAS_SCRIPT, str(limit)], env={**env, **(extra or {})},
+                                 capture_output=True, text=True, timeout=120, check=True).stdout.split()  # fmt: skip
+        return printed[0], int(printed[1])
+
+    assert arenas(2) == ("True", 2)
+    limited, unlimited = arenas(0)
+    assert limited == "False" and unlimited > 2
+    assert arenas(2, {"MALLOC_ARENA_MAX": "3"})[0] == "False"  # the operator's own setting wins
+    assert Settings().malloc_arenas == 2

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
         "at most); set it to intra_op_threads to keep one session per model.",
     )  # fmt: skip
     ort_spinning: bool = Field(True, description="Let idle ONNX Runtime threads spin (lower latency, more CPU).")
+    malloc_arenas: int = Field(
+        2, ge=0, description="glibc malloc arenas the server keeps (its memory stays flat); 0: glibc's default, eight "
+        "per core. An explicit MALLOC_ARENA_MAX wins.",
+    )  # fmt: skip
     inference_threads: int = Field(
         0, ge=0, description="Worker threads that parse bodies, decode images and run models, so the event loop "
         "never blocks; 0: twice the concurrent runs, at least 4.",

@@ -27,6 +27,7 @@ from visionserve.api.routes import (
 from visionserve.api.security_headers import NoSniff
 from visionserve.api.state import ServerState
 from visionserve.config import Settings
+from visionserve.runtime.memory import limit_malloc_arenas
 
 logger = logging.getLogger(__name__)
 HEALTH_PATHS = frozenset({"/healthz", "/readiness", "/info", "/v2", "/v2/health/live", "/v2/health/ready"})
@@ -60,6 +61,7 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    limit_malloc_arenas(settings.malloc_arenas)  # before the worker threads allocate
     state = ServerState.build(settings)
 
     @asynccontextmanager
