@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import importlib.util
 import json
 import math
 import sys
@@ -52,29 +53,12 @@ CHANNEL_KEYS = ("out_channels", "hidden_channels", "output_channels", "inter_cha
 
 def torchvision_without_ops() -> None:
     """PyPI's torchvision 0.28 is a CUDA build whose `_C.so` cannot load next to the CPU torch; its import then
-    fails on `torchvision::nms`. Define that op (greedy IoU NMS in torch) so the import and its NMS work."""
-    import torch
-
-    def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> torch.Tensor:
-        order, keep = scores.argsort(descending=True), []
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        while order.numel():
-            best, rest = order[0], order[1:]
-            keep.append(best)
-            top_left = torch.maximum(boxes[best, :2], boxes[rest, :2])
-            bottom_right = torch.minimum(boxes[best, 2:], boxes[rest, 2:])
-            inter = (bottom_right - top_left).clamp(min=0).prod(dim=1)
-            order = rest[inter / (areas[best] + areas[rest] - inter) <= threshold]
-        return torch.stack(keep) if keep else torch.zeros(0, dtype=torch.long)
-
-    library = torch.library.Library("torchvision", "DEF")
-    for op in ("nms", "qnms"):
-        library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        library.impl(op, nms, "CPU")
-    torchvision_without_ops.library = library  # type: ignore[attr-defined]  # kept alive with the module
-    import torchvision.extension
-
-    torchvision.extension._has_ops = lambda: True
+    fails on `torchvision::nms`: the checkpoint export worker's stand-in (plain torch, no visionserve import)."""
+    spec = importlib.util.spec_from_file_location("export_worker", ROOT / "visionserve" / "models" / "export_worker.py")
+    assert spec is not None and spec.loader is not None
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    worker.usable_torchvision()
 
 
 def shrunk(params: Any) -> Any:
