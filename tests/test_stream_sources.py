@@ -18,13 +18,8 @@ from tests.streams_support.http_servers import folder_server, mjpeg_server
 from tests.streams_support.video_maker import make_video, numbered_frame, read_number
 from visionserve.streams.frames import SourceState, VideoFrame
 from visionserve.streams.source_policy import SourceRefused, check_reference, printable_reference
-from visionserve.streams.sources import (
-    ConsumptionStrategy,
-    FillingStrategy,
-    FrameSource,
-    SourceOptions,
-    open_source,
-)
+from visionserve.streams.source_options import ConsumptionStrategy, FillingStrategy, SourceOptions
+from visionserve.streams.sources import FrameSource, open_source
 
 FRAMES = 64
 RTSP_SCRIPT = Path(__file__).parent / "streams_support" / "rtsp_server.py"

@@ -25,7 +25,8 @@ from visionserve.streams.sinks.memory import MemorySink
 from visionserve.streams.sinks.video import AnnotatedVideoSink
 from visionserve.streams.sinks.webhook import WebhookSink
 from visionserve.streams.source_policy import FILE_ROOTS_SETTING, SourceRefused, check_reference, check_under_roots
-from visionserve.streams.sources import ConsumptionStrategy, FillingStrategy, SourceOptions, open_source
+from visionserve.streams.source_options import ConsumptionStrategy, FillingStrategy, SourceOptions
+from visionserve.streams.sources import open_source
 from visionserve.workflows.limits import WorkflowLimits
 from visionserve.workflows.saved import SavedWorkflows
 

@@ -25,7 +25,8 @@ from visionserve.streams.frames import FrameResult, SourceState, VideoFrame
 from visionserve.streams.processing import FrameProcessor
 from visionserve.streams.sinks.base import Sink
 from visionserve.streams.sinks.memory import Batch, MemorySink
-from visionserve.streams.sources import ConsumptionStrategy, FrameSource
+from visionserve.streams.source_options import ConsumptionStrategy
+from visionserve.streams.sources import FrameSource
 
 logger = logging.getLogger(__name__)
 Rows = list[list[VideoFrame | None]]  # a batch: rows of one frame per source, None where a source had none

@@ -5,8 +5,8 @@ Files (and folders, globs, HLS, video files over HTTP) default to WAIT + LAZY: e
 Live sources (RTSP, RTMP, MJPEG/HTTP streams, cameras, pushed frames) default to DROP_OLDEST + EAGER: the consumer
 gets the newest frame, and network ones reconnect with exponential backoff until closed. When the newest frame is
 already more than half a frame period old, the next one is due sooner than that: EAGER waits for it (at most 1.25
-periods after the newest came), so a model slower than the camera starts each pass on a frame a quarter period old
-on average, not half, for at most an eighth of a period idle per pass.
+periods after the newest came), so a model slower than the camera starts each pass on a frame at most half a
+period old (an eighth on average, against half before), for an eighth of a period idle per pass on average.
 RTSP goes over TCP; add `transport=udp` to the URL's query (`rtsp://cam/stream?transport=udp`) for UDP; that
 parameter is removed before connecting, other query parameters are kept.
 """
@@ -16,10 +16,8 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
-from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -27,49 +25,12 @@ import numpy as np
 from visionserve.streams import decoding
 from visionserve.streams.decoding import Producer, Stopped
 from visionserve.streams.frames import SourceProperties, SourceState, VideoFrame
+from visionserve.streams.source_options import ConsumptionStrategy, FillingStrategy, SourceOptions
 from visionserve.streams.source_policy import parse_reference, printable_reference
 
 PushedFrames = Iterable[np.ndarray] | Callable[[], np.ndarray | None]
 _FPS_WINDOW = 30
 FRESHER_WAIT_PERIODS = 1.25  # EAGER: how long after the newest frame came the next one is waited for, in periods
-
-
-class FillingStrategy(str, Enum):
-    """What the decoder does when the buffer is full. The reference's ADAPTIVE_* names are accepted as aliases."""
-
-    WAIT = "WAIT"
-    DROP_OLDEST = "DROP_OLDEST"
-    DROP_LATEST = "DROP_LATEST"
-
-    @classmethod
-    def _missing_(cls, value: object) -> FillingStrategy | None:
-        if isinstance(value, str) and value.upper().removeprefix("ADAPTIVE_") in cls.__members__:
-            return cls[value.upper().removeprefix("ADAPTIVE_")]
-        return None
-
-
-class ConsumptionStrategy(str, Enum):
-    LAZY = "LAZY"  # every buffered frame, oldest first
-    EAGER = "EAGER"  # the newest buffered frame; older ones are dropped
-
-    @classmethod
-    def _missing_(cls, value: object) -> ConsumptionStrategy | None:
-        return cls.__members__.get(value.upper()) if isinstance(value, str) else None
-
-
-@dataclass(frozen=True)
-class SourceOptions:
-    buffer_size: int = 64  # decoded frames held, at most
-    filling: FillingStrategy | None = None  # None: WAIT for files, DROP_OLDEST for live (and realtime files)
-    consumption: ConsumptionStrategy | None = None  # None: LAZY for files, EAGER for live (and realtime files)
-    max_fps: float | None = None  # files: held back to it; live: frames above it are dropped (counted)
-    realtime_files: bool = False  # pace a file at its own pts, like a camera (and take a camera's defaults)
-    max_pixels: int = 50_000_000  # a larger frame ends the source in ERROR
-    reconnect_initial_s: float = 0.5  # live network sources and cameras: backoff doubles from here ...
-    reconnect_max_s: float = 10.0  # ... up to here, forever until closed
-    open_timeout_s: float = 10.0  # bounds each connect and each blocking read
-    decode_threads: int = 1  # PyAV codec threads, capped at decoding.MAX_DECODE_THREADS
-    video_source_properties: Mapping[str, Any] | None = None  # cameras: frame_width, frame_height, fps, fourcc
 
 
 class FrameSource:
