@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from visionserve.deploy.ray_process import RayServeProcess
 from visionserve.loadtest import drive
 from visionserve.models.inspect import ManifestOverrides, import_model
 from visionserve.models.store import ModelStore
+from visionserve.runtime.threads import cpu_model
 from visionserve.server_process import ServerProcess
 
 console = Console(width=120)
@@ -112,9 +112,7 @@ def main() -> None:
     jpeg = test_photo(640, 480)
     body = request_body("nudenet/1", [jpeg])
     cores = os.cpu_count() or 1
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    console.print(f"{cores} cores ({cpu}), shared with other work: figures are noisy")
+    console.print(f"{cores} cores ({cpu_model()}), shared with other work: figures are noisy")
 
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder) / "home"

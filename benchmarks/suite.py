@@ -76,8 +76,7 @@ from visionserve.loadtest import drive, http_load, load_generator, repeat
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.inspect import ManifestOverrides, import_model
 from visionserve.models.store import ModelStore
-from visionserve.runtime.openvino_choice import cpu_model
-from visionserve.runtime.threads import available_cores
+from visionserve.runtime.threads import available_cores, cpu_model
 from visionserve.server_process import ServerProcess
 from visionserve.tasks.preprocess import build_input_batch
 

@@ -89,7 +89,7 @@ def batching_choice(settings: Settings) -> BatchingChoice:
     provider), and how long a merged pass waits for more requests."""
 
     def choose(model_id: str, runner: OnnxModel) -> BatchingPolicy | None:
-        on_cpu = runner.providers[0] == CPU
+        on_cpu = runner.provider == CPU
         enabled = settings.dynamic_batching_models.get(model_id)
         if enabled is None:
             enabled = settings.dynamic_batching == "on" or (settings.dynamic_batching == "auto" and not on_cpu)

@@ -9,16 +9,16 @@ chooses, never served on a guess.
 
 from __future__ import annotations
 
-import json
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from visionserve.errors import ModelPackageError, TaskNotSupportedError
-from visionserve.models.ids import validate_model_id
 from visionserve.models.checkpoints import CheckpointExporter, exported_model, is_checkpoint
+from visionserve.models.ids import validate_model_id
 from visionserve.models.keypoint_schema import KEYPOINTS_METADATA_FILE, keypoint_counts, read_keypoint_schema
 from visionserve.models.loader import build_predictor, open_session
 from visionserve.models.manifest import (
@@ -259,8 +259,8 @@ def _package_manifest(folder: Path, model_id: str, overrides: ManifestOverrides)
     schema_file = folder / KEYPOINTS_METADATA_FILE
     if overrides.keypoint_names is None and schema_file.is_file() and task is Task.KEYPOINT_DETECTION:
         overrides = dataclasses.replace(overrides, keypoint_names=read_keypoint_schema(schema_file))
-    overrides = dataclasses.replace(overrides, keypoint_counts=overrides.keypoint_counts
-                        or rfdetr_keypoint_counts(family, task, overrides.keypoint_names))
+    counts = overrides.keypoint_counts or rfdetr_keypoint_counts(family, task, overrides.keypoint_names)
+    overrides = dataclasses.replace(overrides, keypoint_counts=counts)
     manifest = manifest_from_environment(
         model_id,
         task,

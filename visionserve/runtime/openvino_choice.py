@@ -24,6 +24,7 @@ from visionserve.models.store import sha256_of
 from visionserve.runtime.engines import slug
 from visionserve.runtime.onnx_model import RUNTIME_ERRORS, OnnxModel, ProviderSpec, open_session, openvino_options
 from visionserve.runtime.providers import CPU, OPENVINO
+from visionserve.runtime.threads import cpu_model
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +39,6 @@ class Measured:
     provider: str
     cpu_ms: float
     openvino_ms: float
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown-cpu"
 
 
 def choice_key(model_sha256: str, input_hw: tuple[int, int], threads: int, cpu: str, ort_version: str) -> str:

@@ -39,6 +39,14 @@ def _cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (benchmarks print it; OpenVINO choices are keyed by it)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown-cpu"
+
+
 def available_cores() -> int:
     """Cores this process may use: its CPU affinity, capped by a container's CPU quota rounded down (at least 1),
     as Go's automaxprocs does: a thread per rounded-up core would be throttled under load."""

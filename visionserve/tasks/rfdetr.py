@@ -66,6 +66,11 @@ def class_slots(logit_count: int, names: list[str]) -> tuple[np.ndarray, list[st
     )
 
 
+def sigmoid(values: np.ndarray) -> np.ndarray:
+    """RF-DETR's logits as scores."""
+    return 1.0 / (1.0 + np.exp(-values))
+
+
 def output_index(output_names: list[str], name: str) -> int:
     if name not in output_names:
         raise ValueError(f"an RF-DETR model has outputs named {BOXES!r} and {LOGITS!r}; this one has {output_names}")
@@ -103,7 +108,7 @@ class RFDETRDetectionPredictor(ObjectDetectionPredictor):
         so masks follow it through the class filter."""
         logits = outputs[self.logits_at]
         answered = self.slots >= 0
-        scores = 1.0 / (1.0 + np.exp(-logits[:, answered]))
+        scores = sigmoid(logits[:, answered])
         flat = scores.ravel()
         candidates = np.flatnonzero(flat > params.confidence)
         if candidates.size > params.max_detections:

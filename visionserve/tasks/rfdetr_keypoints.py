@@ -21,7 +21,7 @@ from visionserve.tasks.base import Options, ResponseFields
 from visionserve.tasks.detection import normalized_cxcywh_to_input_xyxy
 from visionserve.tasks.keypoints import KeypointParams, parse_keypoint_options, with_keypoints
 from visionserve.tasks.preprocess import ImageTransform
-from visionserve.tasks.rfdetr import BOXES, LOGITS, RFDETRDetectionPredictor, class_slots, output_index
+from visionserve.tasks.rfdetr import BOXES, LOGITS, RFDETRDetectionPredictor, class_slots, output_index, sigmoid
 
 KEYPOINTS = "keypoints"
 TRACE_ALPHA = 0.2  # rfdetr's postprocess_trace_alpha default
@@ -46,10 +46,6 @@ def keypoint_class_slots(logit_count: int, names: list[str], counts: list[int]) 
             f"--classes with one name per keypoint class (here {len(active)}), or all {logit_count - 1} classes"
         )
     return slots, answered
-
-
-def sigmoid(values: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-values))
 
 
 def log_mean_trace(points: np.ndarray) -> np.ndarray:
