@@ -10,9 +10,7 @@ table says which. Machines are shared and noisy, so the detection targets are me
    1920x1080); a lone request's p50 vs one raw pass over every core (<= +2 ms); server CPU per request by part,
    from the server's own counters (all but the forward <= 3 ms, the forward <= 1.1x its CPU alone); a list of 8
    images vs 8 single requests (>= 1.3x); the reference server's published ratio (40 req/s over a 16 ms forward).
-2. Instance segmentation at 640: mask decoding and polygons (fast mode) vs the forward pass (<= 15%); semantic
-   segmentation (`benchmarks.semantic`, the LR-ASPP fixture at torchvision's 520 short side): HTTP vs raw forward,
-   and its post-processing (maps resampled to the photo, two PNGs) vs the forward.
+2. Instance segmentation at 640: mask decoding and polygons (fast mode) vs the forward pass (<= 15%).
 3. RF-DETR Nano (when its fixtures are built): HTTP vs raw throughput (>= 0.85), and post-processing per image
    (sigmoid, top-k, masks for the segmenter) vs the forward pass.
 4. Open Inference Protocol: images in as binary tensor data vs `/infer/object_detection` with base64 JSON, same
@@ -30,6 +28,9 @@ table says which. Machines are shared and noisy, so the detection targets are me
    this onnxruntime is not the OpenVINO build.
 9. Dynamic batching (`benchmarks.batching`): a server merging passes across requests vs one that does not, at 1, 4
    and 16 clients; whether `auto` (off on the CPU provider) agrees with the run.
+10. Model kinds of real size (`benchmarks.model_kinds`, models built by tools/make_bench_models.py): semantic
+   segmentation (LR-ASPP MobileNetV3-Large, 21 classes, and its post-processing vs the forward), a ResNet-18
+   classifier, a multi-label ResNet-18 and RF-DETR keypoints, HTTP vs raw forward (>= 0.90 each).
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ from benchmarks.detection import (
     measure_round,
     raw_configurations,
 )
+from benchmarks.model_kinds import kind_targets
 from benchmarks.providers import provider_table
-from benchmarks.semantic import semantic_targets
 from benchmarks.streams import stream_targets
 from benchmarks.target import Target
 from benchmarks.workflows import workflow_targets
@@ -273,13 +274,13 @@ def main() -> None:
             console.print(providers)
         targets = detection_targets(rounds)
         targets.append(segmentation_target(home, args.seconds, settings))
-        targets += semantic_targets(home, args.seconds, settings)
         targets += rfdetr_targets(home, args.seconds, settings)
         targets += oip_binary_targets(home, args.seconds)
         targets += memory_targets(home, args.requests)
         targets += workflow_targets(home, args.seconds)
         targets += stream_targets(home, args.seconds)
         targets += batching_targets(home, args.seconds)
+        targets += kind_targets(home, args.seconds, settings)
     table = Table("target", "measured", "ratio", "goal", "result", title="performance targets")
     for target in targets:
         table.add_row(target.name, target.measured, f"{target.ratio:.2f}", target.goal,

@@ -49,13 +49,15 @@ def png_b64(array: np.ndarray) -> str:
     return base64.b64encode(data.tobytes()).decode("ascii")
 
 
-def lraspp_model() -> Any:
+def lraspp_model(width_mult: float = 0.5, classes: int = len(ff.NAMES)) -> Any:
+    """torchvision's LR-ASPP on a dilated MobileNetV3-Large (width 1.0 is `lraspp_mobilenet_v3_large` itself),
+    random weights, answering its `out` logits."""
     import torch
     from torchvision.models import mobilenet_v3_large
     from torchvision.models.segmentation.lraspp import _lraspp_mobilenetv3
 
     ff.seed_everything()
-    model = _lraspp_mobilenetv3(mobilenet_v3_large(weights=None, width_mult=0.5, dilated=True), len(ff.NAMES))
+    model = _lraspp_mobilenetv3(mobilenet_v3_large(weights=None, width_mult=width_mult, dilated=True), classes)
 
     class Out(torch.nn.Module):
         """torchvision segmentation models answer a dict; the export keeps `out`."""
@@ -70,6 +72,34 @@ def lraspp_model() -> Any:
     return Out().eval()
 
 
+def calibrate_lraspp(model: Any, short_side: int) -> float:
+    """BatchNorm statistics from shapes scenes, then the classifier widened: random logits are nearly equal
+    everywhere, and widened the classes change across an image. Returns the classifier's gain."""
+    import torch
+    from PIL import Image
+    from torchvision.transforms._presets import SemanticSegmentation
+
+    preset = SemanticSegmentation(resize_size=short_side)
+    scenes = [Image.fromarray(cv2.cvtColor(s, cv2.COLOR_BGR2RGB)) for s in ff.calibration_scenes(16)]
+    ff.reestimate_batchnorm(model, [torch.stack([preset(s) for s in scenes[i : i + 4]]) for i in range(0, 16, 4)])
+    head = model.model.classifier
+    with torch.no_grad():
+        gain = 3.0 / float(model(torch.stack([preset(s) for s in scenes])).std())
+        for conv in (head.low_classifier, head.high_classifier):
+            conv.weight.mul_(gain)
+            conv.bias.zero_()
+    return gain
+
+
+def export_lraspp(model: Any, path: Path, side: int) -> None:
+    """`model(x)["out"]` with dynamic batch, height and width."""
+    import torch
+
+    torch.onnx.export(model, torch.randn(1, 3, side, side), str(path), input_names=["input"], output_names=["out"],
+                      opset_version=17, dynamo=False, dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
+                                                                   "out": {0: "batch", 2: "height", 3: "width"}})
+
+
 def build_lraspp(out: Path) -> dict[str, Any]:
     import onnxruntime as ort
     import torch
@@ -79,20 +109,9 @@ def build_lraspp(out: Path) -> dict[str, Any]:
 
     preset = SemanticSegmentation(resize_size=SHORT_SIDE)
     model = lraspp_model()
-    scenes = [Image.fromarray(cv2.cvtColor(s, cv2.COLOR_BGR2RGB)) for s in ff.calibration_scenes(16)]
-    ff.reestimate_batchnorm(model, [torch.stack([preset(s) for s in scenes[i : i + 4]]) for i in range(0, 16, 4)])
-    head = model.model.classifier
-    with torch.no_grad():  # random logits are nearly equal everywhere: widen them so classes change across an image
-        logits = model(torch.stack([preset(s) for s in scenes]))
-        gain = 3.0 / float(logits.std())
-        for conv in (head.low_classifier, head.high_classifier):
-            conv.weight.mul_(gain)
-            conv.bias.zero_()
+    gain = calibrate_lraspp(model, SHORT_SIDE)
     path = out / LRASPP_FILE
-    torch.onnx.export(model, torch.randn(1, 3, SHORT_SIDE, SHORT_SIDE), str(path), input_names=["input"],
-                      output_names=["out"], opset_version=17, dynamo=False,
-                      dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
-                                    "out": {0: "batch", 2: "height", 3: "width"}})
+    export_lraspp(model, path, SHORT_SIDE)
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     gaps = [0.0]
