@@ -19,7 +19,7 @@ from visionserve.config import Settings
 from visionserve.errors import VisionServeError
 from visionserve.models.aliases import resolve_alias
 from visionserve.models.builtin import BuiltinModels
-from visionserve.models.checkpoints import CheckpointExporter
+from visionserve.models.checkpoints import CheckpointExporter, release_export
 from visionserve.models.inspect import ManifestOverrides, import_model
 from visionserve.models.keypoint_schema import read_keypoint_schema
 from visionserve.models.manifest import ModelFamily, Normalization, ResizeMode, Task
@@ -236,13 +236,18 @@ def models_remove(model_id: Annotated[str, typer.Argument(help="Id of a stored m
     """Delete a model from the local store, and unload it from every running server of this $VISIONSERVE_HOME
     (however started); names each server it could not reach."""
     settings = Settings()
+    store = ModelStore(settings.models_dir)
     try:
-        removed = ModelStore(settings.models_dir).remove(model_id)
+        manifest = store.manifest(model_id)
+        removed = store.remove(model_id)
     except VisionServeError as error:
         raise fail(error.message) from None
     if not removed:
         raise fail(f"no model {model_id} in the store")
     console.print(f"removed {model_id}")
+    export = release_export(store, manifest) if manifest else None
+    if export:
+        console.print(export, markup=False, highlight=False, soft_wrap=True)
     servers = running_servers(settings.home)
     if not servers:
         console.print(f"no server runs from {settings.home}; a server of another home or machine (Docker, Ray) keeps "

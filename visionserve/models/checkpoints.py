@@ -20,11 +20,13 @@ import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from visionserve.errors import CheckpointExportError
-from visionserve.models.manifest import ModelFamily, Task
+from visionserve.filelocks import held, lock_beside
+from visionserve.models.manifest import ModelFamily, ModelManifest, Task
 from visionserve.models.store import ModelStore, sha256_of
 
 if TYPE_CHECKING:
@@ -93,15 +95,38 @@ def checkpoint_family(path: Path, chosen: ModelFamily | None) -> ModelFamily:
 def export_checkpoint(
     store: ModelStore, path: Path, family: ModelFamily | None, imgsz: int | None, exporter: CheckpointExporter
 ) -> Exported:
-    """The checkpoint's ONNX and what it records, exported now or found in the store's export cache."""
+    """The checkpoint's ONNX and what it records, exported now or found in the store's export cache. Concurrent
+    adds of one checkpoint (processes or threads) export it once: the others wait on the entry's lock, then use it."""
     family = checkpoint_family(path, family)
-    digest = sha256_of(path)
-    cached = store.root / EXPORTS / f"{digest}-{imgsz or 'own'}-{family.value}"
-    if (cached / INFO_FILE).is_file() and (cached / ONNX_FILE).is_file():
+    cached = store.root / EXPORTS / f"{sha256_of(path)}-{imgsz or 'own'}-{family.value}"
+    if is_complete(cached) or not export_once(cached, path, family, imgsz, store, exporter):
         exporter.report(f"using the ONNX exported earlier from this checkpoint ({cached})")
-        return Exported(cached / ONNX_FILE, json.loads((cached / INFO_FILE).read_text()))
+    return Exported(cached / ONNX_FILE, json.loads((cached / INFO_FILE).read_text()))
+
+
+def export_once(
+    cached: Path, path: Path, family: ModelFamily, imgsz: int | None, store: ModelStore, exporter: CheckpointExporter
+) -> bool:
+    """Export into `cached` under its lock, unless another add finished it while this one waited (then False)."""
+    waiting = partial(exporter.report, f"waiting for another export of {path.name} to finish ({cached})")
+    with held(lock_beside(cached), waiting=waiting):
+        if is_complete(cached):
+            return False
+        export_into(cached, path, family, imgsz, store.staging_directory(), exporter)
+        return True
+
+
+def is_complete(cached: Path) -> bool:
+    """An export is only ever renamed into place whole, so both files there mean a finished one."""
+    return (cached / INFO_FILE).is_file() and (cached / ONNX_FILE).is_file()
+
+
+def export_into(
+    cached: Path, path: Path, family: ModelFamily, imgsz: int | None, staging: Path, exporter: CheckpointExporter
+) -> None:
+    """Export in `staging` (the store's, removed at start-up if this process dies) and rename it to `cached` at the
+    end, so a crash mid-export leaves nothing a later add could take for a finished export."""
     package = PACKAGES[family]
-    staging = store.staging_directory()
     try:
         worker = shutil.copy(WORKER, staging / WORKER.name)  # alone in its folder: visionserve's modules never shadow
         command = [exporter.python, worker, package, str(path.resolve()), str(staging)]
@@ -111,13 +136,10 @@ def export_checkpoint(
         exporter.report(f"exported in {time.monotonic() - started:.0f} s ({info.get('package', package)})")
         Path(worker).unlink()
         cached.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            staging.rename(cached)
-        except OSError:  # another add of the same checkpoint finished first: its export is as good
-            pass
+        shutil.rmtree(cached, ignore_errors=True)  # an unfinished entry (never renamed in whole): not an export
+        staging.rename(cached)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Exported(cached / ONNX_FILE, json.loads((cached / INFO_FILE).read_text()))
 
 
 def run_worker(command: list[str], out: Path, package: str, python: str) -> dict[str, Any]:
@@ -165,3 +187,20 @@ def exported_model(
         class_names=overrides.class_names or info.get("class_names") or None,
         keypoint_counts=overrides.keypoint_counts or info.get("keypoint_counts"),
     )
+
+
+def release_export(store: ModelStore, removed: ModelManifest) -> str | None:
+    """After `removed`'s model left the store: delete the checkpoint export it was copied from, unless another
+    stored model was made from it too. What became of the export, in a line (None: it came from none)."""
+    name = removed.export
+    if not name or Path(name).name != name or name.startswith("."):
+        return None  # no export, or not an entry name this store writes
+    cached = store.root / EXPORTS / name
+    with held(lock_beside(cached)):  # not while an add exports or reads it
+        others = [manifest.model_id for manifest in store.list() if manifest.export == name]
+        if others:
+            return f"kept its checkpoint export {cached}: {', '.join(others)} was made from it too"
+        if not cached.is_dir():
+            return None
+        shutil.rmtree(cached)
+    return f"removed its checkpoint export {cached}"

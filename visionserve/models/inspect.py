@@ -311,11 +311,14 @@ def import_model(
         kept = (ENVIRONMENT_FILE, CLASS_NAMES_FILE, KEYPOINTS_METADATA_FILE)
         extras = {name: (path / name).read_bytes() for name in kept if (path / name).is_file()}
     elif path.is_file():
-        weights = path
+        weights, export = path, None
         if is_checkpoint(path):
             weights, overrides = exported_model(store, path, overrides, exporter or CheckpointExporter())
+            export = weights.parent.name  # recorded, so removing the last model made from it removes the export
         runner = open_session(weights, RuntimeOptions())
-        manifest = manifest_for(runner, model_id, overrides, source=str(path.resolve()))
+        manifest = manifest_for(runner, model_id, overrides, source=str(path.resolve())).model_copy(
+            update={"export": export}
+        )
         check_runnable(weights, manifest, runner)
     else:
         raise FileNotFoundError(f"no such file or folder: {path}")

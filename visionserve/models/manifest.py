@@ -179,6 +179,9 @@ class ModelManifest(BaseModel):
     weights_file: str = WEIGHTS_FILE
     weights_sha256: str | None = None
     source: str | None = Field(None, description="Where the weights came from, for humans.")
+    export: str | None = Field(
+        None, description="A checkpoint's model: the store's `.exports` entry its weights were copied from."
+    )
     added_at: datetime | None = None
 
 

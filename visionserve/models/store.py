@@ -25,10 +25,11 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from filelock import FileLock, Timeout
+from filelock import Timeout
 from pydantic import ValidationError
 
 from visionserve.errors import InsufficientStorageError, ModelPackageError
+from visionserve.filelocks import held
 from visionserve.models.ids import validate_model_id
 from visionserve.models.manifest import MANIFEST_FILE, WEIGHTS_FILE, ModelManifest, ModelPackage
 
@@ -105,6 +106,13 @@ class ModelStore:
         parts = validate_model_id(model_id).split("/")
         return self.root.joinpath(*parts) if len(parts) == 2 else self.root / _SINGLE_SEGMENT / parts[0]
 
+    def manifest(self, model_id: str) -> ModelManifest | None:
+        """The stored model's manifest, or None when there is none or it cannot be read (it can still be removed)."""
+        try:
+            return ModelManifest.model_validate_json((self.directory(model_id) / MANIFEST_FILE).read_bytes())
+        except (OSError, ValidationError):
+            return None
+
     def find(self, model_id: str, api_key: str | None = None) -> ModelPackage | None:
         """The stored model, or None if there is none. A manifest that cannot be read is an error."""
         directory = self.directory(model_id)
@@ -154,14 +162,9 @@ class ModelStore:
 
     @contextmanager
     def locked(self, model_id: str, timeout_s: float = -1) -> Iterator[None]:
-        """Hold the model's lock (filelock's Timeout after `timeout_s`; -1 waits). The lock file is removed
-        before release: a process waiting on it then finds it unlinked and takes a fresh one (filelock checks)."""
-        path = self.lock_path(model_id)
-        with FileLock(path, timeout=timeout_s):
-            try:
-                yield
-            finally:
-                path.unlink(missing_ok=True)
+        """Hold the model's lock (filelock's Timeout after `timeout_s`; -1 waits)."""
+        with held(self.lock_path(model_id), timeout_s):
+            yield
 
     def leftovers(self, model_id: str) -> list[Path]:
         """The model's staging folders: a live writer's, or (to whoever holds the lock) what a dead one left."""

@@ -21,8 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock
-
+from visionserve.filelocks import held, lock_beside
 from visionserve.models.store import sha256_of
 
 logger = logging.getLogger(__name__)
@@ -98,7 +97,7 @@ def built_once(folder: Path, timeout_s: float = -1) -> Iterator[None]:
     """Hold the engine folder's lock (shared by every process) around a session creation: the first holder builds
     the engine into the folder, the others wait and then load what it wrote."""
     folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(folder.with_name(f"{folder.name}.lock"), timeout=timeout_s):
+    with held(lock_beside(folder), timeout_s):
         yield
 
 
