@@ -27,7 +27,11 @@ MAX_INPUT_PIXELS = 4096 * 4096  # the largest public detectors take 1280 to 2048
 class ImageTransform:
     """Image region → network input: `input = (original - offset) * scale + pad`, per axis.
 
-    The region is the whole image, or the model's static crop of it, whose top-left corner is the offset."""
+    The region is the whole image, or the model's static crop of it, whose top-left corner is the offset. The
+    per-axis scales are how the pixels were resampled (resized size / original size, the sizes rounded), which is
+    how Ultralytics 8.4 maps boxes and points back (scale_boxes, scale_coords) and how masks are cropped and
+    resized back. Families that divide by the one letterbox ratio instead, min(input_h / h, input_w / w), set
+    `gain` (super-gradients, YOLOX, the reference's RF-DETR letterbox): up to 0.7 px apart at a far edge."""
 
     original_width: int  # of the region fed to the model
     original_height: int
@@ -39,9 +43,10 @@ class ImageTransform:
     offset_y: int = 0
     image_width: int = 0  # the whole decoded image, static crop or not
     image_height: int = 0
+    gain: float | None = None  # the one factor boxes and points map back by; None: the per-axis scales
 
     def input_to_original_axes(self) -> tuple[tuple[float, float], tuple[float, float]]:
-        """Per axis, (a, c) such that original = input * a + c."""
+        """Per axis, (a, c) such that original = input * a + c, as the pixels were resampled (masks, maps)."""
         return (
             (1 / self.scale_x, self.offset_x - self.pad_x / self.scale_x),
             (1 / self.scale_y, self.offset_y - self.pad_y / self.scale_y),
@@ -49,8 +54,8 @@ class ImageTransform:
 
     def points_to_original(self, points: np.ndarray, clip: bool = True) -> np.ndarray:
         """Map [..., (x, y)] pairs from input pixels to original pixels, clipped to the region unless told not."""
-        x = (points[..., 0] - self.pad_x) / self.scale_x
-        y = (points[..., 1] - self.pad_y) / self.scale_y
+        x = (points[..., 0] - self.pad_x) / (self.gain or self.scale_x)
+        y = (points[..., 1] - self.pad_y) / (self.gain or self.scale_y)
         if clip:
             x, y = np.clip(x, 0, self.original_width), np.clip(y, 0, self.original_height)
         return np.stack([x + self.offset_x, y + self.offset_y], axis=-1).astype(np.float32)
@@ -74,6 +79,7 @@ class InputSpec:
     float_resize: bool = False  # resample float pixels, never rounded to bytes (RF-DETR)
     antialias: bool = False  # PIL's antialiased bilinear, as torchvision's Resize on PIL images
     crop_fraction: float = 1.0  # centre crop: crop side / resized short side (torchvision 224/256)
+    ratio_gain: bool = False  # letterbox: boxes and points map back by the ratio (ImageTransform.gain)
     channel_scale: np.ndarray = field(init=False, repr=False, compare=False)
     channel_offset: np.ndarray = field(init=False, repr=False, compare=False)
 
@@ -126,9 +132,8 @@ def letterbox_into(image: DecodedImage, out: np.ndarray, spec: InputSpec) -> Ima
     out[:, :top], out[:, top + new_h :] = pad, pad
     out[:, top : top + new_h, :left], out[:, top : top + new_h, left + new_w :] = pad, pad
     _write(_resized(image.pixels, new_w, new_h, spec), out[:, top : top + new_h, left : left + new_w], spec)
-    if spec.pad_top_left:  # YOLOX maps boxes back by its ratio, not by the truncated size
-        return ImageTransform(width, height, ratio, ratio, 0.0, 0.0)
-    return ImageTransform(width, height, new_w / width, new_h / height, float(left), float(top))
+    gain = ratio if spec.ratio_gain else None
+    return ImageTransform(width, height, new_w / width, new_h / height, float(left), float(top), gain=gain)
 
 
 def stretch_into(image: DecodedImage, out: np.ndarray, spec: InputSpec) -> ImageTransform:

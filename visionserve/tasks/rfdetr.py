@@ -87,6 +87,7 @@ class RFDETRDetectionPredictor(ObjectDetectionPredictor):
             pad_value=None,  # Roboflow pads after normalising: black there is the mean colour
             normalization=self.manifest.normalization or Normalization.imagenet(),
             float_resize=True,
+            ratio_gain=True,  # the reference maps a letterbox back by its ratio (rfdetr itself only stretches)
         )
 
     @property

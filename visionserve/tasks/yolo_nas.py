@@ -6,11 +6,13 @@
 - NMS in the graph, flat format: one [K, 7] output, rows (image index, x1, y1, x2, y2, score, class).
 - NMS in the graph, batch format: counts [B, 1], boxes [B, K, 4], scores [B, K], classes [B, K].
 The graph's NMS may keep a box once per class; its rows are only filtered by the request's confidence and ranked.
-Pixels are RGB scaled to 0..1, letterboxed as the package (or the family's default) says.
+Pixels are RGB scaled to 0..1, letterboxed as the package (or the family's default) says; boxes map back by the
+letterbox ratio, as super-gradients' own predict() and the reference do.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import Enum
 
 import numpy as np
@@ -18,7 +20,7 @@ import numpy as np
 from visionserve.tasks.base import ResponseFields
 from visionserve.tasks.detection import DetectionParams, Detections, ObjectDetectionPredictor
 from visionserve.tasks.nms import batched_nms
-from visionserve.tasks.preprocess import ImageTransform
+from visionserve.tasks.preprocess import ImageTransform, InputSpec
 
 FLAT_COLUMNS = 7
 
@@ -43,6 +45,9 @@ def nas_layout(names: list[str], shapes: list[tuple[int, ...]]) -> NasLayout | N
 
 
 class YoloNasDetectionPredictor(ObjectDetectionPredictor):
+    def input_spec(self) -> InputSpec:
+        return replace(super().input_spec(), ratio_gain=True)
+
     def configure(self, warmup: list[np.ndarray]) -> None:
         shapes = [output.shape for output in warmup]
         layout = nas_layout(self.runner.output_names, shapes)

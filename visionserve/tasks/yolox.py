@@ -47,6 +47,7 @@ class YoloxDetectionPredictor(ObjectDetectionPredictor):
             bgr=True,
             pixel_scale=1.0,
             pad_top_left=True,
+            ratio_gain=True,  # YOLOX maps boxes back by its ratio, not by the truncated size
         )
 
     def configure(self, warmup: list[np.ndarray]) -> None:
