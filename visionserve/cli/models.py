@@ -233,8 +233,9 @@ def models_list() -> None:
 
 @app.command("remove")
 def models_remove(model_id: Annotated[str, typer.Argument(help="Id of a stored model.")], *, api_key: ApiKeyOption) -> None:
-    """Delete a model from the local store, and unload it from every running server of this $VISIONSERVE_HOME
-    (however started); names each server it could not reach."""
+    """Delete a model from the local store (and the checkpoint export it was made from, when no other model was),
+    and unload it from every running server of this $VISIONSERVE_HOME (however started); names each server it could
+    not reach."""
     settings = Settings()
     store = ModelStore(settings.models_dir)
     try:
