@@ -39,8 +39,8 @@ def start_add(home: Path, model_id: str, python: str) -> tuple[subprocess.Popen[
     """`visionserve models add` in its own process (and process group); its output lines, as they come."""
     env = {**os.environ, "VISIONSERVE_HOME": str(home), "YOLO_CONFIG_DIR": str(home / "yolo-config"),
            "VISIONSERVE_EXPORT_PYTHON": python, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "COLUMNS": "300"}
-    process = subprocess.Popen([sys.executable, "-m", "visionserve", "models", "add", str(CHECKPOINT), "--id", model_id],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    command = [sys.executable, "-m", "visionserve", "models", "add", str(CHECKPOINT), "--id", model_id]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()  # type: ignore

@@ -42,7 +42,7 @@ def test_rfdetr_letterbox_pads_with_the_mean_colour() -> None:
 def test_yolox_input_is_bgr_0_to_255_in_the_top_left_corner() -> None:
     image = np.zeros((100, 200, 3), dtype=np.uint8)
     image[..., 0] = 200  # blue in BGR
-    spec = InputSpec((64, 64), ResizeMode.LETTERBOX, 114, bgr=True, pixel_scale=1.0, pad_top_left=True)
+    spec = InputSpec((64, 64), ResizeMode.LETTERBOX, 114, bgr=True, pixel_scale=1.0, pad_top_left=True, ratio_gain=True)
     tensor, (transform,) = build_input_batch([DecodedImage.full(image)], spec)
     assert (transform.pad_x, transform.pad_y) == (0.0, 0.0)
     assert np.all(tensor[0, 0, :32] == 200) and np.all(tensor[0, 1:, :32] == 0)  # channel 0 is blue, not scaled
@@ -51,7 +51,8 @@ def test_yolox_input_is_bgr_0_to_255_in_the_top_left_corner() -> None:
     odd = DecodedImage.full(np.full((99, 200, 3), 200, dtype=np.uint8))
     tensor, (transform,) = build_input_batch([odd], spec)
     assert np.all(tensor[0, 0, :31] == 200) and np.all(tensor[0, 0, 31:] == 114)
-    assert transform.scale_x == transform.scale_y == 64 / 200
+    assert transform.gain == 64 / 200 and transform.scale_y == 31 / 99
+    assert transform.points_to_original(np.array([[64.0, 31.0]])).tolist() == [[200.0, 96.875]]  # 31 / 0.32
 
 
 @pytest.mark.parametrize("size", [(300, 400), (400, 300), (224, 224), (500, 123)])
