@@ -198,7 +198,7 @@ def pyav_decode(path: Path) -> int:
     """Every frame as the sources decode a file: `decoding.open_container` and `decoding.decoded_frames`."""
     spec = decoding.open_spec(parse_reference(str(path)), None)
     with decoding.open_container(spec, open_timeout=10, read_timeout=10, threads=1, live=False) as container:
-        return sum(1 for _ in decoding.decoded_frames(container, 50_000_000))
+        return sum(1 for _ in decoding.decoded_frames(container, 50_000_000, 1))
 
 
 def opencv_decode(path: Path) -> int:

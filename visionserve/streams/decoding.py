@@ -126,6 +126,11 @@ def camera_options(properties: Mapping[str, Any] | None) -> dict[str, str]:
     return options
 
 
+def codec_threads(settings: SourceSettings) -> int:
+    """The decoder's threads (and its colour conversion's): the setting, within 1 and `MAX_DECODE_THREADS`."""
+    return max(1, min(settings.decode_threads, MAX_DECODE_THREADS))
+
+
 def open_container(spec: OpenSpec, *, open_timeout: float, read_timeout: float, threads: int,
                    live: bool) -> av.container.InputContainer:  # fmt: skip
     """Open the container and set up its first video stream's decoder. PyAV's timeouts interrupt any blocking
@@ -136,7 +141,7 @@ def open_container(spec: OpenSpec, *, open_timeout: float, read_timeout: float, 
             raise ValueError("the source has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "SLICE" if live else "AUTO"  # frame threading would add frames of latency to live
-        stream.codec_context.thread_count = max(1, min(threads, MAX_DECODE_THREADS))
+        stream.codec_context.thread_count = threads
     except BaseException:
         container.close()
         raise
@@ -159,9 +164,12 @@ def properties_of(container: av.container.InputContainer, *, is_file: bool) -> S
     return SourceProperties(width=width, height=height, total_frames=total, is_file=is_file, fps=fps)
 
 
-def decoded_frames(container: av.container.InputContainer,
-                   max_pixels: int) -> Iterator[tuple[np.ndarray, float | None]]:  # fmt: skip
-    """(BGR image, presentation time in seconds or None) for each frame of the first video stream, in order."""
+def decoded_frames(container: av.container.InputContainer, max_pixels: int,
+                   threads: int) -> Iterator[tuple[np.ndarray, float | None]]:  # fmt: skip
+    """(BGR image, presentation time in seconds or None) for each frame of the first video stream, in order. The
+    colour conversion runs on `threads` threads, as the decoder does: swscale's own default (one per core) gives the
+    same pixels for about 1.5 times the CPU (1.4 against 0.9 ms a 640x480 frame, and 5 against 1 ms of wall time
+    on busy cores)."""
     stream = container.streams.video[0]
     declared = _too_large(stream.codec_context.width, stream.codec_context.height, max_pixels)
     if declared:  # known from the header: refuse before decoding anything
@@ -170,7 +178,7 @@ def decoded_frames(container: av.container.InputContainer,
         too_large = _too_large(frame.width, frame.height, max_pixels)
         if too_large:
             raise too_large
-        image = np.ascontiguousarray(frame.to_ndarray(format="bgr24"))
+        image = np.ascontiguousarray(frame.reformat(format="bgr24", threads=threads).to_ndarray())
         yield image, (float(frame.time) if frame.time is not None else None)
 
 
@@ -187,9 +195,9 @@ def av_producer(parsed: ParsedReference, live: bool) -> Producer:
         while True:
             try:
                 with open_container(spec, open_timeout=settings.open_timeout_s, read_timeout=settings.open_timeout_s,
-                                    threads=settings.decode_threads, live=live) as container:  # fmt: skip
+                                    threads=codec_threads(settings), live=live) as container:  # fmt: skip
                     sink.connected(properties_of(container, is_file=not live))
-                    for image, pts in decoded_frames(container, settings.max_pixels):
+                    for image, pts in decoded_frames(container, settings.max_pixels, codec_threads(settings)):
                         sink.emit(image, pts)
                         backoff = settings.reconnect_initial_s
                 if not live:
