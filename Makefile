@@ -40,7 +40,7 @@ CHECKPOINT_FIXTURES := $(FIXTURE_CACHE)/checkpoints-$(CHECKPOINT_KEY)
 EXPORT_PYTHON := $(CURDIR)/$(RFDETR_VENV)/bin/python
 # Models of real size for `make bench` (LR-ASPP MobileNetV3-Large, ResNet-18 and a sigmoid ResNet-18, random
 # weights: ~100 MB, under a minute on 2 cores), built by the RF-DETR venv's torchvision into a cache folder.
-BENCH_MODELS_INPUTS := tools/make_bench_models.py tools/make_semantic_fixtures.py
+BENCH_MODELS_INPUTS := tools/make_bench_models.py tools/make_semantic_fixtures.py tools/make_yolo_nas_fixtures.py
 BENCH_MODELS_KEY := $(shell { cat $(BENCH_MODELS_INPUTS); echo '$(RFDETR_REQUIREMENTS)'; } | sha256sum | cut -c1-12)
 BENCH_MODELS := $(FIXTURE_CACHE)/bench-models-$(BENCH_MODELS_KEY)
 
@@ -155,8 +155,8 @@ WRK := command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get 
 	{ apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; } >/dev/null 2>&1; } || \
 	echo "wrk is not installed (apt-get install wrk): load will come from the Python client"
 
-$(BENCH_MODELS)/done: | $(RFDETR_STAMP)
-	$(RFDETR_VENV)/bin/python tools/make_bench_models.py $(BENCH_MODELS)
+$(BENCH_MODELS)/done: | $(RFDETR_STAMP) $(YOLO_NAS_VENV)/.installed
+	$(RFDETR_VENV)/bin/python tools/make_bench_models.py $(BENCH_MODELS) --yolo-nas-python $(YOLO_NAS_VENV)/bin/python
 
 bench: $(TEST_STAMP) $(RFDETR_FIXTURES)/done $(BENCH_MODELS)/done
 	@$(WRK)

@@ -19,6 +19,8 @@ export need, into .venv-yolo-nas (the Makefile's `yolo-nas-fixtures`, which then
 
     make yolo-nas-fixtures      # = .venv-yolo-nas/bin/python tools/make_yolo_nas_fixtures.py tests/fixtures/yolo_nas
 
+`--bench OUT` writes the benchmark's YOLO-NAS S of full size instead (bench_model).
+
 About a minute on 2 CPU cores. The PyPI torchvision here is a CUDA build next to a CPU torch; see
 torchvision_without_ops.
 """
@@ -48,6 +50,7 @@ SIZE = 320
 CONF, IOU = 0.25, 0.5
 TEST_IMAGES = ["detect_0.jpg", "detect_4.jpg", "detect_5.jpg"]  # 320x320, 480x320, 320x480
 CHANNEL_SCALE = 8
+BENCH_FILE, BENCH_SIZE = "yolo-nas-s.onnx", 640
 CHANNEL_KEYS = ("out_channels", "hidden_channels", "output_channels", "inter_channels")
 
 
@@ -61,17 +64,17 @@ def torchvision_without_ops() -> None:
     worker.usable_torchvision()
 
 
-def shrunk(params: Any) -> Any:
-    """YOLO-NAS S's architecture parameters with every channel count divided by CHANNEL_SCALE (at least 8)."""
+def shrunk(params: Any, scale: int) -> Any:
+    """YOLO-NAS S's architecture parameters with every channel count divided by `scale` (at least 8)."""
     if isinstance(params, dict):
-        return {key: max(8, value // CHANNEL_SCALE) if key in CHANNEL_KEYS else shrunk(value)
+        return {key: max(8, value // scale) if key in CHANNEL_KEYS else shrunk(value, scale)
                 for key, value in params.items()}
     if isinstance(params, list):
-        return [shrunk(value) for value in params]
+        return [shrunk(value, scale) for value in params]
     return params
 
 
-def build_model() -> Any:
+def build_model(channel_scale: int = CHANNEL_SCALE, classes: int = len(NAMES)) -> Any:
     import torch
     from super_gradients.common.object_names import Models
     from super_gradients.training import models
@@ -80,8 +83,8 @@ def build_model() -> Any:
     torch.manual_seed(SEED)
     np.random.seed(SEED)
     defaults = get_arch_params("yolo_nas_s_arch_params")
-    arch = {key: shrunk(copy.deepcopy(dict(defaults[key]))) for key in ("backbone", "neck", "heads")}
-    model = models.get(Models.YOLO_NAS_S, num_classes=len(NAMES), arch_params=arch)
+    arch = {key: shrunk(copy.deepcopy(dict(defaults[key])), channel_scale) for key in ("backbone", "neck", "heads")}
+    model = models.get(Models.YOLO_NAS_S, num_classes=classes, arch_params=arch)
     scenes = np.stack([letterboxed(scene) for scene in calibration_scenes(16)])
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for norm in norms:
@@ -190,13 +193,27 @@ def io_of(path: Path) -> dict[str, Any]:
     }
 
 
-def main(out: Path) -> None:
-    started = time.perf_counter()
+def prepare_export() -> None:
     torchvision_without_ops()
     import torch
-    from super_gradients.conversion import DetectionOutputFormatMode
 
     torch.onnx.export = functools.partial(torch.onnx.export, dynamo=False)  # the exporter super-gradients knows
+
+
+def bench_model(out: Path) -> None:
+    """YOLO-NAS S at its published size (every channel, COCO's 80 classes, 640 input), no NMS in the graph: the
+    model-kinds benchmark's (tools/make_bench_models.py runs this with --bench)."""
+    prepare_export()
+    out.mkdir(parents=True, exist_ok=True)
+    build_model(channel_scale=1, classes=80).export(str(out / BENCH_FILE), preprocessing=False, postprocessing=False,
+                                                    input_image_shape=(BENCH_SIZE, BENCH_SIZE))  # fmt: skip
+
+
+def main(out: Path) -> None:
+    started = time.perf_counter()
+    prepare_export()
+    from super_gradients.conversion import DetectionOutputFormatMode
+
     out.mkdir(parents=True, exist_ok=True)
     model = build_model()
     expected: dict[str, Any] = {"names": NAMES, "size": SIZE, "conf": CONF, "iou": IOU,
@@ -221,4 +238,7 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if sys.argv[1] == "--bench":
+        bench_model(Path(sys.argv[2]))
+    else:
+        main(Path(sys.argv[1]))
