@@ -139,9 +139,14 @@ $(CHECKPOINT_FIXTURES)/done: | $(RFDETR_STAMP)
 serve: $(STAMP)
 	VISIONSERVE_STARTED_BY='make serve' $(BIN)/visionserve serve $(ARGS)
 
+# pytest-xdist workers, one test file each at a time (a file's module fixtures, e.g. the Ray cluster, start once);
+# most tests wait on servers and subprocesses, so two workers on 2 cores cut the wall time. One file, one process:
+# make test TEST_WORKERS=0 PYTEST_ARGS=tests/test_x.py
+TEST_WORKERS ?= 2
+
 test: $(TEST_STAMP) $(SDK_STAMP) $(RFDETR_FIXTURES)/done $(CHECKPOINT_FIXTURES)/done
 	VISIONSERVE_RFDETR_FIXTURES=$(RFDETR_FIXTURES) VISIONSERVE_CHECKPOINT_FIXTURES=$(CHECKPOINT_FIXTURES) \
-		VISIONSERVE_EXPORT_PYTHON=$(EXPORT_PYTHON) $(BIN)/python -m pytest $(PYTEST_ARGS)
+		VISIONSERVE_EXPORT_PYTHON=$(EXPORT_PYTHON) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The provider tests and the CPU/OpenVINO comparison under the OpenVINO build (`make test` runs them on the CPU
 # build, where the OpenVINO ones are skipped).

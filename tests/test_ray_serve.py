@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,8 @@ MANIFEST = ROOT / "deploy" / "kuberay" / "rayservice.yaml"
 NUDENET = "nudenet/1"
 FIXTURE_MODEL = "shapes-detect/1"
 ROBOFLOW_KEY = "rf-key-that-ray-must-not-show"
+# One local cluster at a time: under `--dist loadgroup` too, every test of this module runs on one worker.
+pytestmark = pytest.mark.xdist_group("ray")
 ASTRONAUT = b64((ROOT / "visionserve" / "assets" / "astronaut.jpg").read_bytes())
 
 
@@ -55,9 +58,11 @@ def ray_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayServeProces
         "VISIONSERVE_RAY_MAX_QUEUED_REQUESTS": "4", "ROBOFLOW_API_KEY": ROBOFLOW_KEY,
     }  # fmt: skip
     args = ("--replicas", "2", "--models-per-replica", "1", "--num-cpus", "2")
-    running = RayServeProcess(tmp_path_factory.mktemp("ray"), args, env).start()
-    yield running
-    running.stop()
+    # Right under /tmp: below pytest-xdist's per-worker basetemp, Ray's socket paths pass AF_UNIX's 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="ray-", ignore_cleanup_errors=True) as ray_temp:
+        running = RayServeProcess(Path(ray_temp), args, env).start()
+        yield running
+        running.stop()
 
 
 def detect(http: httpx.Client, model_id: str) -> httpx.Response:

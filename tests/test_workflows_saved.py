@@ -35,7 +35,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["workflows", *args])
+    # Wide enough that a long home path (pytest-xdist's per-worker basetemp) is not folded.
+    result = CliRunner().invoke(app, ["workflows", *args], env={"COLUMNS": "400"})
     return result.exit_code, " ".join(result.output.split())
 
 
