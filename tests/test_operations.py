@@ -160,7 +160,12 @@ def test_a_request_past_its_deadline_gets_504(start_server) -> None:
         heavy = {"model_id": "nudenet/1", "image": [image_value(photo("retina"))] * 40}
         response = http.post("/infer/object_detection", json=heavy)
         assert response.status_code == 504 and "longer than 0.5 s" in response.json()["message"]
-        assert http.post("/infer/object_detection", json=body()).status_code == 200
+        # The server serves again; on a loaded machine (pytest-xdist's other worker) one small request can itself
+        # pass 0.5 s, so a few tries.
+        deadline = time.monotonic() + 10
+        while (status := http.post("/infer/object_detection", json=body()).status_code) == 504:
+            assert time.monotonic() < deadline, "every request after the slow one timed out"
+        assert status == 200
 
 
 def test_work_of_a_client_that_left_is_dropped(start_server) -> None:

@@ -17,6 +17,7 @@ from tests.test_official_sdk import SDK_PYTHON
 from tests.test_sdk_workflows import without_uuids
 from tests.test_workflows import DETECT, SCRIPT, detector, workflow
 from visionserve.cli import app
+from visionserve.cli.common import console
 from visionserve.workflows.saved import SavedWorkflowNotFound, SavedWorkflows
 
 DEFINITION = {
@@ -31,12 +32,14 @@ DEFINITION = {
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("VISIONSERVE_HOME", str(tmp_path / "home"))
+    # Wide enough that a long home path is not folded: the console took its width when imported, and under
+    # pytest-xdist that is COLUMNS=80 (a worker's basetemp makes the path longer too).
+    monkeypatch.setattr(console, "width", 400)
     return tmp_path / "home"
 
 
 def run(*args: str) -> tuple[int, str]:
-    # Wide enough that a long home path (pytest-xdist's per-worker basetemp) is not folded.
-    result = CliRunner().invoke(app, ["workflows", *args], env={"COLUMNS": "400"})
+    result = CliRunner().invoke(app, ["workflows", *args])
     return result.exit_code, " ".join(result.output.split())
 
 
