@@ -13,12 +13,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import ray
 import yaml
+from filelock import FileLock
 
 from tests.conftest import FIXTURES, b64
 from tests.test_api_detection import without_ids
@@ -36,7 +38,7 @@ MANIFEST = ROOT / "deploy" / "kuberay" / "rayservice.yaml"
 NUDENET = "nudenet/1"
 FIXTURE_MODEL = "shapes-detect/1"
 ROBOFLOW_KEY = "rf-key-that-ray-must-not-show"
-# One local cluster at a time: under `--dist loadgroup` too, every test of this module runs on one worker.
+# Under `--dist loadgroup` too, every test of this module runs on one worker (one_local_ray_cluster: one at a time).
 pytestmark = pytest.mark.xdist_group("ray")
 ASTRONAUT = b64((ROOT / "visionserve" / "assets" / "astronaut.jpg").read_bytes())
 
@@ -58,11 +60,20 @@ def ray_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayServeProces
         "VISIONSERVE_RAY_MAX_QUEUED_REQUESTS": "4", "ROBOFLOW_API_KEY": ROBOFLOW_KEY,
     }  # fmt: skip
     args = ("--replicas", "2", "--models-per-replica", "1", "--num-cpus", "2")
-    # Right under /tmp: below pytest-xdist's per-worker basetemp, Ray's socket paths pass AF_UNIX's 107 bytes.
-    with tempfile.TemporaryDirectory(prefix="ray-", ignore_cleanup_errors=True) as ray_temp:
-        running = RayServeProcess(Path(ray_temp), args, env).start()
+    with one_local_ray_cluster() as ray_temp:
+        running = RayServeProcess(ray_temp, args, env).start()
         yield running
         running.stop()
+
+
+@contextmanager
+def one_local_ray_cluster() -> Iterator[Path]:
+    """A Ray temp dir right under /tmp (below pytest-xdist's per-worker basetemp, Ray's socket paths pass AF_UNIX's
+    107 bytes), held under a lock shared by every test process: two clusters at once on 2 cores would starve each
+    other's timing-bound tests (this module's and test_ray_cluster's run on different xdist workers)."""
+    with FileLock(Path(tempfile.gettempdir()) / "visionserve-tests-ray.lock"):
+        with tempfile.TemporaryDirectory(prefix="ray-", ignore_cleanup_errors=True) as ray_temp:
+            yield Path(ray_temp)
 
 
 def detect(http: httpx.Client, model_id: str) -> httpx.Response:

@@ -81,12 +81,18 @@ class RayLayout(BaseSettings):
     route_prefix: str = "/"
     ingress_replicas: int = Field(1, ge=1, description="Replicas serving HTTP (parse, route, answer).")
     ingress_cpus: float = Field(0.0, ge=0, description="CPUs reserved per ingress replica (it mostly waits).")
+    ingress_resources: dict[str, float] = Field(
+        {}, description="Custom Ray resources per ingress replica: it runs only on nodes offering them."
+    )
     ingress_max_ongoing_requests: int = Field(
         64, ge=1, description="Requests one ingress replica holds at once."
     )
     worker_replicas: int = Field(2, ge=1, description="Model-worker replicas (inference).")
     worker_cpus: float = Field(1.0, ge=0, description="CPUs reserved per model-worker replica.")
     worker_gpus: float = Field(0.0, ge=0, description="GPUs reserved per model-worker replica.")
+    worker_resources: dict[str, float] = Field(
+        {}, description="Custom Ray resources per model-worker replica (`ray start --resources`), to place them."
+    )
     worker_max_ongoing_requests: int = Field(
         4, ge=1, description="Jobs one worker replica runs or queues at once."
     )
@@ -329,6 +335,7 @@ def build_application(layout: RayLayout, env: Mapping[str, str] = os.environ) ->
         ray_actor_options={
             "num_cpus": layout.worker_cpus,
             "num_gpus": layout.worker_gpus,
+            "resources": layout.worker_resources,
             "runtime_env": runtime_env,
         },
         max_ongoing_requests=layout.worker_max_ongoing_requests,
@@ -337,7 +344,9 @@ def build_application(layout: RayLayout, env: Mapping[str, str] = os.environ) ->
     ).bind(layout.models_per_replica, layout.worker_cpus, secrets)
     return Ingress.options(
         num_replicas=layout.ingress_replicas,
-        ray_actor_options={"num_cpus": layout.ingress_cpus, "runtime_env": runtime_env},
+        ray_actor_options={
+            "num_cpus": layout.ingress_cpus, "resources": layout.ingress_resources, "runtime_env": runtime_env
+        },
         max_ongoing_requests=layout.ingress_max_ongoing_requests,
         max_queued_requests=layout.max_queued_requests,
         logging_config=QUIET,
