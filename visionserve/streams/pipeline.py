@@ -75,14 +75,17 @@ class Pipeline:
         self.sinks = [memory, *sinks]
         self.batch_collection_timeout = batch_collection_timeout
         self.consumption_timeout = consumption_timeout
-        # File sources: `depth` (the passes the cores run at once) passes in flight when the processor allows it,
-        # each of one row (a frame per source), so no core waits for a whole batch to end; else `depth` rows in one
-        # batch. Live sources: one row at a time, the newest frame when a pass can start.
+        # File sources: `depth` (the passes the cores run at once) pass threads when the processor allows it, each
+        # pass of one row (a frame per source), so no core waits for a whole batch to end, and one pass more in
+        # flight than threads, queued, so a thread that ends a pass starts the next at once instead of idling while
+        # this thread delivers; else `depth` rows in one batch. Live sources: one row at a time, the newest frame
+        # when a pass can start.
         files_only = all(source.consumption is ConsumptionStrategy.LAZY for source in self.sources)
-        self._window = max(1, depth) if files_only and processor.order_free else 1
-        self._rows_per_batch = max(1, depth) if files_only and self._window == 1 else 1
+        threads = max(1, depth) if files_only and processor.order_free else 0
+        self._window = threads + 1 if threads else 1
+        self._rows_per_batch = max(1, depth) if files_only and not threads else 1
         name = f"pipeline-{pipeline_id[:8]}-pass"
-        self._passes = ThreadPoolExecutor(self._window, name) if self._window > 1 else None
+        self._passes = ThreadPoolExecutor(threads, name) if threads else None
         self.description = description or {}
         self.state = SourceState.INITIALISING
         self.last_error: str | None = None
