@@ -59,9 +59,8 @@ ROLES = {
 }
 
 
-def cpu_seconds_by_role(root_pid: int) -> dict[str, float]:
-    """CPU time so far of `root_pid` and every process under it, by role (Ray's proxy, the ingress, the model
-    workers; the rest of Ray, or the single server itself, as "other"), read from /proc."""
+def process_tree(root_pid: int) -> dict[int, tuple[float, str]]:
+    """`root_pid` and every live process under it: pid -> (CPU seconds so far, command line), read from /proc."""
     stats: dict[int, tuple[int, float, str]] = {}  # pid -> parent, CPU seconds, command line
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -74,14 +73,23 @@ def cpu_seconds_by_role(root_pid: int) -> dict[str, float]:
             (int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
             command,
         )
-    by_role: dict[str, float] = {}
+    tree = {}
     for pid, (_, seconds, command) in stats.items():
         ancestor = pid
         while ancestor not in (root_pid, 0, 1) and ancestor in stats:
             ancestor = stats[ancestor][0]
         if ancestor == root_pid:
-            role = next((name for marker, name in ROLES.items() if marker in command), "other")
-            by_role[role] = by_role.get(role, 0.0) + seconds
+            tree[pid] = (seconds, command)
+    return tree
+
+
+def cpu_seconds_by_role(root_pid: int) -> dict[str, float]:
+    """CPU time so far of `root_pid` and every process under it, by role (Ray's proxy, the ingress, the model
+    workers; the rest of Ray, or the single server itself, as "other")."""
+    by_role: dict[str, float] = {}
+    for seconds, command in process_tree(root_pid).values():
+        role = next((name for marker, name in ROLES.items() if marker in command), "other")
+        by_role[role] = by_role.get(role, 0.0) + seconds
     return by_role
 
 

@@ -1,8 +1,9 @@
 """visionserve on a two-node Ray cluster on this machine: a head and a worker node, each started by its own
 `ray start --node-ip-address 127.0.0.1` (Ray 2.60 registers the machine's own address for both), with its own model
-store (VISIONSERVE_HOME in that node's environment, not in the deploying one). The head offers the ingress and two model workers, the worker node one model worker and its own HTTP proxy.
-Both nodes serve, each node fetches the model from the weights API once (the head's two workers share its store),
-and killing every process of the worker node during a stream of requests loses none of them."""
+store (VISIONSERVE_HOME in that node's environment, not in the deploying one). The head offers the ingress and two
+model workers, the worker node one model worker and its own HTTP proxy. Both nodes serve, each node fetches the model
+from the weights API once (the head's two workers share its store), and killing every process of the worker node
+during a stream of requests loses none of them."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
+from benchmarks.ray_bench import process_tree
 from tests.fake_weights_api import CatalogModel, FakeWeightsApi, environment
 from tests.test_api_detection import without_ids
 from tests.test_ray_serve import ASTRONAUT, one_local_ray_cluster
@@ -59,22 +62,15 @@ class Node:
             self.process = subprocess.Popen(command, env=node_env, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
 
-    def processes(self) -> dict[int, str]:
-        """This node's live processes (pid: command line), found as descendants of its `ray start`."""
+    def tree(self) -> dict[int, tuple[float, str]]:
+        """This node's live processes (pid: CPU seconds so far, command line), as descendants of its `ray start`."""
         assert self.process is not None
-        parents, commands = {}, {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-                commands[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-        found = {self.process.pid}
-        while grown := {pid for pid, parent in parents.items() if parent in found} - found:
-            found |= grown
-        live = {pid: commands[pid].decode(errors="replace") for pid in found if pid in commands}
+        live = process_tree(self.process.pid)
         self.pids |= live.keys()
         return live
+
+    def processes(self) -> dict[int, str]:
+        return {pid: command for pid, (_, command) in self.tree().items()}
 
     def loads(self) -> list[ModelLoad]:
         return model_loads(self.temp / "session_latest")
@@ -82,10 +78,10 @@ class Node:
     def kill(self) -> None:
         """SIGKILL for every process of the node at once, as a machine that dies; then its session's group."""
         for pid in self.processes():
-            with _gone():
+            with suppress(ProcessLookupError):  # exited already
                 os.kill(pid, signal.SIGKILL)
         if self.process is not None:
-            with _gone():
+            with suppress(ProcessLookupError):  # exited already
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
 
@@ -93,28 +89,18 @@ class Node:
         """SIGTERM to `ray start`, which stops its processes in order; whatever is left after 30 s is killed."""
         assert self.process is not None
         self.processes()
-        with _gone():
+        with suppress(ProcessLookupError):  # exited already
             self.process.terminate()
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
         for pid in self.alive():
-            with _gone():
+            with suppress(ProcessLookupError):  # exited already
                 os.kill(pid, signal.SIGKILL)
 
     def alive(self) -> set[int]:
         return {pid for pid in self.pids if Path(f"/proc/{pid}").exists()}
-
-
-class _gone:
-    """Ignores a process that has already exited."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
-        return kind is not None and issubclass(kind, ProcessLookupError)
 
 
 @dataclass
@@ -192,15 +178,8 @@ def detect(http: httpx.Client, url: str) -> httpx.Response:
 
 
 def model_worker_cpu_s(node: Node) -> float:
-    """CPU seconds so far of the node's model-worker replicas (from /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid, command in node.processes().items():
-        if "ModelWorker" in command:
-            with _gone():
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+    """CPU seconds so far of the node's model-worker replicas."""
+    return sum(seconds for seconds, command in node.tree().values() if "ModelWorker" in command)
 
 
 def test_both_nodes_serve_and_each_fetches_the_model_once(cluster: Cluster) -> None:
