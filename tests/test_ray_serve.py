@@ -102,6 +102,17 @@ def test_the_kuberay_manifest_deploys_what_the_cli_does() -> None:
         assert {"name": CALLBACK_VARIABLE, "value": CALLBACK} in env  # every pod's proxy keeps the header bounds
 
 
+@pytest.mark.parametrize(("variable", "value", "said"), [
+    ("VISIONSERVE_RAY_WORKER_RESOURCES", "gpu-node", "VISIONSERVE_RAY_WORKER_RESOURCES is not valid JSON"),
+    ("VISIONSERVE_RAY_MAX_QUEUED_REQUESTS", "-3", "VISIONSERVE_RAY_MAX_QUEUED_REQUESTS: Input should be greater"),
+])  # fmt: skip
+def test_a_bad_layout_variable_is_one_clear_line(variable: str, value: str, said: str) -> None:
+    done = subprocess.run(cli("--print-config"), capture_output=True, text=True, timeout=60,
+                          env={**os.environ, variable: value, "COLUMNS": "200"})  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr + done.stdout
+    assert said in done.stderr, done.stderr
+
+
 def test_official_client_gets_the_single_process_answers(
     ray_app: RayServeProcess,
     client: httpx.Client,

@@ -10,9 +10,20 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from visionserve.cli.common import Shown, console, env_option, env_prefix, fail, setting_option
 from visionserve.config import Settings
+
+def layout_problem(error: ValidationError | SettingsError) -> str:
+    """The variable at fault and what is wrong with it, in one line."""
+    if isinstance(error, SettingsError):  # a value that is not JSON where the field takes a mapping
+        field = str(error).split('"')[1] if str(error).count('"') >= 2 else "?"
+        return f"VISIONSERVE_RAY_{field.upper()} is not valid JSON (e.g. '{{\"gpu-node\": 1}}')"
+    problem = error.errors()[0]
+    return f"VISIONSERVE_RAY_{str(problem['loc'][0]).upper()}: {problem['msg']}"
+
 
 app = typer.Typer(  # help is Rich markup: the backslash keeps the extra's brackets
     help="Run visionserve on a Ray cluster (needs `pip install 'visionserve\\[ray]'`).", no_args_is_help=True,
@@ -65,7 +76,10 @@ def serve_on_ray(
         "worker_replicas": replicas, "models_per_replica": models_per_replica, "ingress_replicas": ingress_replicas,
         "worker_cpus": cpus_per_replica, "worker_gpus": gpus_per_replica,
     }  # fmt: skip
-    layout = RayLayout(**{name: value for name, value in flags.items() if value is not None})
+    try:
+        layout = RayLayout(**{name: value for name, value in flags.items() if value is not None})
+    except (ValidationError, SettingsError) as error:  # a `VISIONSERVE_RAY_*` variable no flag checked
+        raise fail(f"Ray layout setting: {layout_problem(error)}") from None
     settings = Settings()
     host, port = host or settings.host, port or settings.port
     if print_config:
