@@ -100,7 +100,17 @@ class Node:
                 os.kill(pid, signal.SIGKILL)
 
     def alive(self) -> set[int]:
-        return {pid for pid in self.pids if Path(f"/proc/{pid}").exists()}
+        """Those of its processes still running: a zombie (killed, its exit not yet collected by whichever process
+        adopted it) has ended and holds nothing but its pid."""
+        return {pid for pid in self.pids if _state(pid) not in (None, "Z")}
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter from /proc (R, S, D, Z, ...); None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
 
 
 @dataclass
