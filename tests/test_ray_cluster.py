@@ -28,7 +28,8 @@ from benchmarks.ray_bench import process_tree
 from tests.fake_weights_api import CatalogModel, FakeWeightsApi, environment
 from tests.test_api_detection import without_ids
 from tests.test_ray_serve import ASTRONAUT, one_local_ray_cluster
-from visionserve.deploy.ray_proxy import CALLBACK, CALLBACK_VARIABLE
+from visionserve.config import Settings
+from visionserve.deploy.ray_proxy import node_environment
 from visionserve.deploy.ray_serve import ModelLoad, model_loads
 from visionserve.models.builtin import BuiltinModels
 from visionserve.models.store import ModelStore
@@ -153,7 +154,10 @@ def started_cluster(head: Node, worker: Node, api: FakeWeightsApi) -> Iterator[C
     # `ray start --head` turns Ray's token authentication on (Ray 2.60): every node and the deploying driver share
     # one token, as a real cluster's processes would.
     token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    node_env = {**base, **token, "RAY_USAGE_STATS_ENABLED": "0", CALLBACK_VARIABLE: CALLBACK}
+    # Ray's Python proxy, not HAProxy: Ray gives a worker node's Python proxy a port of its own
+    # (RAY_SERVE_WORKER_PROXY_HTTP_PORT), while each node's HAProxy takes the one HTTP port, which two nodes on one
+    # machine cannot both have. test_ray_serve runs HAProxy.
+    node_env = {**base, **token, "RAY_USAGE_STATS_ENABLED": "0", **node_environment(Settings(), haproxy=False)}
     gcs, head_http, worker_http = free_port(), free_port(), free_port()
     try:
         head.start(["--head", "--port", str(gcs), "--num-cpus", "2", "--include-dashboard", "false",

@@ -28,7 +28,7 @@ from tests.test_official_sdk import official_client, ours, photos  # noqa: F401 
 from tests.test_request_bounds import raw_exchange
 from visionserve.config import Settings
 from visionserve.deploy.ray_process import RayServeProcess
-from visionserve.deploy.ray_proxy import CALLBACK, CALLBACK_VARIABLE
+from visionserve.deploy.ray_proxy import node_environment
 from visionserve.deploy.ray_serve import RayLayout, Secrets, build_application
 from visionserve.models.inspect import ManifestOverrides, import_model
 from visionserve.models.store import ModelStore
@@ -99,7 +99,10 @@ def test_the_kuberay_manifest_deploys_what_the_cli_does() -> None:
     for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
         env = group["template"]["spec"]["containers"][0]["env"]
         assert {item["name"] for item in env if item["name"].startswith("VISIONSERVE_")} <= settings
-        assert {"name": CALLBACK_VARIABLE, "value": CALLBACK} in env  # every pod's proxy keeps the header bounds
+        # every pod runs HAProxy in front, with the header bounds
+        assert [{"name": name, "value": value} for name, value in node_environment(Settings()).items()] == [
+            item for item in env if item["name"] in node_environment(Settings())
+        ]
 
 
 @pytest.mark.parametrize(("variable", "value", "said"), [
@@ -187,11 +190,14 @@ def test_the_dashboard_does_not_show_the_keys(ray_app: RayServeProcess) -> None:
 
 
 def test_the_proxy_keeps_the_header_bounds(ray_app: RayServeProcess) -> None:
-    """Ray's proxy reads the headers, so it must refuse a huge header line and cut a connection that never
-    finishes them, as `visionserve serve` does."""
-    huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 * 1024 * 1024) + b"\r\n\r\n"
-    answer = raw_exchange(ray_app, huge)
+    """HAProxy and the ingress replica read the headers, so together they must refuse a huge header line and cut a
+    connection that never finishes them, as `visionserve serve` does: a little over the bound, visionserve's 431
+    and message (from the replica); far over it, HAProxy's own 400 once its buffer is full, without reading on."""
+    over = Settings().max_header_bytes + 4096
+    answer = raw_exchange(ray_app, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * over + b"\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 431") and b"VISIONSERVE_MAX_HEADER_BYTES" in answer
+    huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 * 1024 * 1024) + b"\r\n\r\n"
+    assert raw_exchange(ray_app, huge).startswith(b"HTTP/1.1 400")
     started = time.monotonic()
     answer = raw_exchange(ray_app, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a", wait_s=30)
     assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 20  # the default 10 s

@@ -6,8 +6,10 @@ import os
 import signal
 import sys
 import time
+from contextlib import suppress
 from typing import Annotated, Any
 
+import httpx
 import typer
 import yaml
 from pydantic import ValidationError
@@ -15,6 +17,8 @@ from pydantic_settings import SettingsError
 
 from visionserve.cli.common import Shown, console, env_option, env_prefix, fail, setting_option
 from visionserve.config import Settings
+from visionserve.server_process import free_port
+
 
 def layout_problem(error: ValidationError | SettingsError) -> str:
     """The variable at fault and what is wrong with it, in one line."""
@@ -23,6 +27,20 @@ def layout_problem(error: ValidationError | SettingsError) -> str:
         return f"VISIONSERVE_RAY_{field.upper()} is not valid JSON (e.g. '{{\"gpu-node\": 1}}')"
     problem = error.errors()[0]
     return f"VISIONSERVE_RAY_{str(problem['loc'][0]).upper()}: {problem['msg']}"
+
+
+def wait_until_serving(host: str, port: int, route_prefix: str, timeout_s: float = 120.0) -> None:
+    """Once the application is deployed, HAProxy takes a moment to route to it: the command says it serves only
+    when it does."""
+    address = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{address}:{port}{route_prefix.rstrip('/')}/healthz"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        time.sleep(0.25)
+    raise fail(f"the application deployed, but {url} did not answer within {timeout_s:.0f} s")
 
 
 app = typer.Typer(  # help is Rich markup: the backslash keeps the extra's brackets
@@ -68,7 +86,7 @@ def serve_on_ray(
 
     Layout settings also come from `VISIONSERVE_RAY_*`; every `VISIONSERVE_*` setting reaches every replica."""
     try:
-        from visionserve.deploy.ray_proxy import CALLBACK, CALLBACK_VARIABLE
+        from visionserve.deploy.ray_proxy import node_environment
         from visionserve.deploy.ray_serve import RayLayout, build_application, serve_config
     except ImportError:
         raise fail("Ray Serve is not installed: pip install 'visionserve[ray]'") from None
@@ -92,12 +110,18 @@ def serve_on_ray(
     from ray import serve
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a self-hosted server reports nothing home
-    # The proxies of a local cluster inherit this: their connections get the single-process server's bounds.
-    os.environ.setdefault(CALLBACK_VARIABLE, CALLBACK)
+    if address is None:  # a local cluster's processes inherit these: HAProxy in front, with the server's bounds
+        # HAProxy's metrics and statistics listeners (all interfaces: Ray's template names no host) get free ports,
+        # so a second local cluster on the machine does not collide with the first.
+        haproxy_ports = {"RAY_SERVE_HAPROXY_METRICS_PORT": free_port(), "RAY_SERVE_HAPROXY_STATS_PORT": free_port()}
+        for name, value in {**node_environment(settings), **haproxy_ports}.items():
+            os.environ.setdefault(name, str(value))
     # No address: a local cluster of this machine alone, for as long as the command runs.
     ray.init(address=address, num_cpus=num_cpus if address is None else None, log_to_driver=False)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_application(layout), name=layout.app_name, route_prefix=layout.route_prefix)
+    if address is None:
+        wait_until_serving(host, port, layout.route_prefix)
     console.print(
         f"visionserve on Ray: http://{host}:{port}{layout.route_prefix.rstrip('/')} "
         f"({layout.worker_replicas} model workers x {layout.models_per_replica} models); "

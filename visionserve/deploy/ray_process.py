@@ -40,7 +40,11 @@ class RayServeProcess(ServerProcess):
                 self.stop()
                 raise RuntimeError(f"visionserve ray serve did not come up:\n{self.log()}")
             time.sleep(0.5)
-        httpx.get(f"{self.url}/readiness", timeout=30).raise_for_status()
+        try:
+            httpx.get(f"{self.url}/readiness", timeout=30).raise_for_status()
+        except httpx.HTTPError:
+            self.stop()  # its cluster (and HAProxy) must not outlive a failed start
+            raise
         return self
 
     def stop(self, timeout_s: float = 60.0) -> None:

@@ -49,6 +49,7 @@ from visionserve.api.app import create_app
 from visionserve.api.state import ServerState
 from visionserve.config import Settings
 from visionserve.core import ImageResult, InferenceJob, InferenceService
+from visionserve.deploy.ray_proxy import bounded_connections
 from visionserve.errors import ClientClosedRequest, ServiceUnavailableError, VisionServeError
 from visionserve.models.ids import validate_model_id
 from visionserve.streams.manager import PipelineManager
@@ -262,6 +263,7 @@ class IngressReplica:
 
     def __init__(self, workers: DeploymentHandle, threads: int, secrets: Secrets) -> None:
         secrets.apply()
+        bounded_connections()  # before the replica's own HTTP server (direct ingress) starts
         self._workers = workers
         self._threads = threads
 
