@@ -53,7 +53,8 @@ def load_run(url: str, body: bytes, concurrency: int, seconds: float) -> tuple[f
 
 
 ROLES = {
-    "ProxyActor": "Ray HTTP proxy",
+    "ProxyActor": "Ray HTTP proxy",  # under HAProxy: the head node's fallback, idle
+    "bin/haproxy": "HAProxy",
     "visionserve:Ingress": "ingress",
     "visionserve:ModelWorker": "model workers",
 }

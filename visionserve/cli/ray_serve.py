@@ -73,7 +73,7 @@ def serve_on_ray(
     ],
     cpus_per_replica: Annotated[float | None, _layout_option("worker_cpus", "CPUs per model worker.", "1", min=0)],
     gpus_per_replica: Annotated[float | None, _layout_option("worker_gpus", "GPUs per model worker.", "0", min=0)],
-    host: Annotated[str | None, setting_option("host", help="Ray's HTTP proxy bind address.")],
+    host: Annotated[str | None, setting_option("host", help="HTTP bind address (HAProxy's, on every node).")],
     port: Annotated[int | None, setting_option("port", help="Ray's HTTP port.")],
     num_cpus: Annotated[
         int | None, typer.Option(min=1, help="CPUs of a local cluster.", default_factory=Shown("all"))
@@ -82,7 +82,7 @@ def serve_on_ray(
         bool, typer.Option(help="Print the Serve config file (for `serve deploy`, KubeRay) and exit.")
     ] = False,
 ) -> None:
-    """Serve every route through Ray's HTTP proxy, inference on model workers routed by model id.
+    """Serve every route through HAProxy and ingress replicas, inference on model workers routed by model id.
 
     Layout settings also come from `VISIONSERVE_RAY_*`; every `VISIONSERVE_*` setting reaches every replica."""
     try:

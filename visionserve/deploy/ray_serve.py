@@ -1,9 +1,9 @@
 """visionserve as a Ray Serve application (`pip install visionserve[ray]`): the same FastAPI app, the same
 inference path, spread over a cluster.
 
-    HTTP ─▶ Ray proxy (every node) ─▶ Ingress replicas: the whole app (`create_app`), every route
-                                         │ inference jobs, by model id (`multiplexed_model_id`)
-                                         ▼
+    HTTP ─▶ HAProxy (every node) ─▶ Ingress replicas: the whole app (`create_app`), every route
+                                       │ inference jobs, by model id (`multiplexed_model_id`)
+                                       ▼
                                       ModelWorker replicas: InferenceService.run, K models each
 
 Clients name the model in the path or the JSON body, so the ingress routes by itself: the app's inference path
@@ -278,7 +278,8 @@ class IngressReplica:
 
 
 class WithoutRequestIdHeader:
-    """Ray's proxy adds X-Request-ID to every answer (the id the app echoes): one copy, not two."""
+    """Ray's proxy (under HAProxy, the replica's own server) adds X-Request-ID to every answer (the id the app
+    echoes): one copy, not two."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
