@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -114,6 +115,19 @@ def test_a_bad_layout_variable_is_one_clear_line(variable: str, value: str, said
                           env={**os.environ, variable: value, "COLUMNS": "200"})  # fmt: skip
     assert done.returncode == 1 and "Traceback" not in done.stderr + done.stdout
     assert said in done.stderr, done.stderr
+
+
+def test_a_taken_port_is_refused_before_a_cluster_starts() -> None:
+    """Under HAProxy a port already held (an HAProxy left by a killed cluster shares it through SO_REUSEPORT) would
+    take half the connections to nowhere: the command refuses it, in one line, before starting Ray."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(cli("--host", "127.0.0.1", "--port", str(port)), capture_output=True, text=True,
+                              timeout=60, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr + done.stdout
+    assert f"127.0.0.1:{port} is already in use" in done.stderr, done.stderr
 
 
 def test_official_client_gets_the_single_process_answers(

@@ -17,7 +17,7 @@ from pydantic_settings import SettingsError
 
 from visionserve.cli.common import Shown, console, env_option, env_prefix, fail, setting_option
 from visionserve.config import Settings
-from visionserve.server_process import free_port
+from visionserve.server_process import free_port, port_in_use_message, port_taken
 
 
 def layout_problem(error: ValidationError | SettingsError) -> str:
@@ -110,6 +110,8 @@ def serve_on_ray(
     from ray import serve
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a self-hosted server reports nothing home
+    if address is None and port_taken(host, port):  # e.g. an HAProxy that outlived a killed cluster: it shares
+        raise fail(port_in_use_message(host, port))  # the port (SO_REUSEPORT) and answers for nothing
     if address is None:  # a local cluster's processes inherit these: HAProxy in front, with the server's bounds
         # HAProxy's metrics and statistics listeners (all interfaces: Ray's template names no host) get free ports,
         # so a second local cluster on the machine does not collide with the first.
