@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 import ray
 import yaml
@@ -229,6 +231,23 @@ def test_requests_go_to_the_replica_holding_their_model(ray_app: RayServeProcess
     new_loads = [load for load in ray_app.loads() if load not in before]
     assert len(new_loads) <= 2, new_loads
     print(f"\n40 alternating requests, 2 replicas x 1 model: {len(new_loads)} model loads {new_loads}")
+
+
+def test_a_job_over_grpcs_default_message_size_crosses_to_the_worker(ray_app: RayServeProcess) -> None:
+    """The ingress calls the workers over gRPC, whose replicas take 4 MiB messages unless told otherwise: a request
+    the HTTP limits accept must reach a worker whatever its size (an image of 6 MiB as base64, and 20 MiB that is no
+    image), and get the answer the single process gives, not a 500."""
+    noise = np.random.default_rng(0).integers(0, 256, (1100, 1500, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", noise)[1].tobytes()
+    assert len(b64(png)) > 4 * 1024 * 1024
+    with httpx.Client(base_url=ray_app.url, timeout=120) as http:
+        image = {"model_id": NUDENET, "image": {"type": "base64", "value": b64(png)}}
+        answer = http.post("/infer/object_detection", json=image)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["image"] == {"width": 1500, "height": 1100}
+        no_image = {"model_id": NUDENET, "image": {"type": "base64", "value": "A" * (20 * 1024 * 1024)}}
+        answer = http.post("/infer/object_detection", json=no_image)
+        assert answer.status_code == 400 and "not an image" in answer.json()["message"], answer.text
 
 
 def test_beyond_capacity_callers_get_503_with_retry_after(ray_app: RayServeProcess) -> None:

@@ -30,6 +30,7 @@ BOUNDED_PROTOCOL = "visionserve.api.http_guard:BoundedHttpProtocol"
 # to answer a request a little over the bound with visionserve's 431 and message (HAProxy's own answer, beyond its
 # buffer, is a plain 400).
 HAPROXY_BUFFER_MARGIN = 16 * 1024
+GRPC_MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC's largest (a signed 32-bit length), as Ray's own proxy allows
 
 
 def bounded_connections() -> list[object]:
@@ -51,6 +52,9 @@ def node_environment(settings: Settings, haproxy: bool = True) -> dict[str, str]
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
+        # Replicas take gRPC messages of 4 MiB by default, less than one request body may be: a job (its base64
+        # images) or an answer (raw /v2 tensors) of any size the HTTP limits let through must cross.
+        "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(GRPC_MAX_MESSAGE_BYTES),
         "RAY_SERVE_HAPROXY_TUNE_BUFSIZE": str(settings.max_header_bytes + HAPROXY_BUFFER_MARGIN),
         # HAProxy's client timeout bounds a client that is silent while it should be sending (its headers, then its
         # body): the header time limit, in whole seconds as HAProxy's setting takes it.
