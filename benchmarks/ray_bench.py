@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.detect import request_body, test_photo
+from benchmarks.target import Target
 from visionserve.deploy.ray_process import RayServeProcess
 from visionserve.loadtest import drive
 from visionserve.models.inspect import ManifestOverrides, import_model
@@ -108,6 +110,84 @@ def capacity_round_robin(url: str, models: list[str], jpeg: bytes, rounds: int) 
                 response.raise_for_status()
 
 
+@dataclass(frozen=True)
+class RayRun:
+    """Both deployments' figures from one side-by-side run."""
+
+    rates: dict[str, list[float]]  # requests/s per turn, "one process" and "Ray Serve"
+    p50_ms: dict[str, float]
+    cpu_ms: dict[str, dict[str, float]]  # per request, by role
+    warmup_loads: int
+    steady_loads: int
+    loads_per_replica: list[int]
+
+    def extra_cpu_ms(self) -> float:
+        return sum(self.cpu_ms[RAY].values()) - sum(self.cpu_ms[SINGLE].values())
+
+
+SINGLE, RAY = "one process", "Ray Serve"
+
+
+def measure(seconds: float, concurrency: int, rounds: int) -> RayRun:
+    jpeg = test_photo(640, 480)
+    body = request_body("nudenet/1", [jpeg])
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as folder:
+        home = Path(folder) / "home"
+        store = ModelStore(home / "models")
+        for model_id, path in CAPACITY_MODELS.items():
+            import_model(store, path, model_id, ManifestOverrides())
+        env = {**ONE_THREAD, "VISIONSERVE_HOME": str(home)}
+        single = ServerProcess(
+            Path(folder) / "single.log", env={**env, "VISIONSERVE_CONCURRENT_RUNS": "2"}
+        ).start()
+        ray_args = ("--replicas", "2", "--models-per-replica", "4", "--cpus-per-replica", "1", "--num-cpus", str(cores))
+        on_ray = RayServeProcess(Path(folder) / "ray", ray_args, env).start()
+        try:  # both stay up (idle, they cost nothing) and take turns, so drifting noise hits both alike
+            # Capacity first, on empty replicas: the throughput runs below spread nudenet/1 over both replicas.
+            models = ["nudenet/1", *CAPACITY_MODELS]
+            capacity_round_robin(on_ray.url, models, jpeg, rounds=2)
+            warmup_loads = len(on_ray.loads())
+            capacity_round_robin(on_ray.url, models, jpeg, rounds=10)
+            steady_loads = len(on_ray.loads()) - warmup_loads
+            per_replica = {load.replica: load.loads_so_far for load in on_ray.loads()}
+            servers = {SINGLE: single, RAY: on_ray}
+            rates: dict[str, list[float]] = {name: [] for name in servers}
+            cpu_ms: dict[str, dict[str, float]] = {name: {} for name in servers}  # per request, by role, all runs
+            for server in servers.values():
+                load_run(server.url, body, concurrency, 2)  # warm-up: every replica has loaded the model
+            for _ in range(rounds):
+                for name, server in servers.items():
+                    before = cpu_seconds_by_role(server.process.pid)  # type: ignore[union-attr]
+                    rate, served = load_run(server.url, body, concurrency, seconds)
+                    after = cpu_seconds_by_role(server.process.pid)  # type: ignore[union-attr]
+                    rates[name].append(rate)
+                    for role, spent in after.items():
+                        share = 1000 * (spent - before.get(role, 0.0)) / served / rounds
+                        cpu_ms[name][role] = cpu_ms[name].get(role, 0.0) + share
+            p50 = {name: p50_ms(server.url, body, seconds / 2) for name, server in servers.items()}
+        finally:
+            single.stop()
+            on_ray.stop()
+    return RayRun(rates, p50, cpu_ms, warmup_loads, steady_loads, sorted(per_replica.values()))
+
+
+def ray_targets(seconds: float, concurrency: int = 8, rounds: int = 2) -> list[Target]:
+    """Issue 24's goals for Ray against one process: throughput >= 0.80, extra CPU and extra p50 <= 3 ms each."""
+    run = measure(seconds, concurrency, rounds)
+    single, ray = max(run.rates[SINGLE]), max(run.rates[RAY])
+    extra_cpu, extra_p50 = run.extra_cpu_ms(), run.p50_ms[RAY] - run.p50_ms[SINGLE]
+    roles = ", ".join(f"{role} {ms:.1f}" for role, ms in sorted(run.cpu_ms[RAY].items()))
+    return [
+        Target(f"Ray Serve / one process, {concurrency} clients", f"{ray:.1f} / {single:.1f} req/s", ray / single,
+               ">= 0.80", ray / single >= 0.80),
+        Target("Ray Serve: extra CPU per request", f"+{extra_cpu:.1f} ms (Ray's: {roles})", extra_cpu, "<= 3 ms",
+               extra_cpu <= 3),
+        Target("Ray Serve: extra p50 at 1 client", f"{run.p50_ms[RAY]:.1f} vs {run.p50_ms[SINGLE]:.1f} ms",
+               extra_p50, "<= 3 ms", extra_p50 <= 3),
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -118,78 +198,27 @@ def main() -> None:
         "--rounds", type=int, default=2, help="turns each deployment takes; the best one counts"
     )
     args = parser.parse_args()
-    jpeg = test_photo(640, 480)
-    body = request_body("nudenet/1", [jpeg])
-    cores = os.cpu_count() or 1
-    console.print(f"{cores} cores ({cpu_model()}), shared with other work: figures are noisy")
-
-    with tempfile.TemporaryDirectory() as folder:
-        home = Path(folder) / "home"
-        store = ModelStore(home / "models")
-        for model_id, path in CAPACITY_MODELS.items():
-            import_model(store, path, model_id, ManifestOverrides())
-        env = {**ONE_THREAD, "VISIONSERVE_HOME": str(home)}
-
-        single = ServerProcess(
-            Path(folder) / "single.log", env={**env, "VISIONSERVE_CONCURRENT_RUNS": "2"}
-        ).start()
-        ray_args = (
-            "--replicas",
-            "2",
-            "--models-per-replica",
-            "4",
-            "--cpus-per-replica",
-            "1",
-            "--num-cpus",
-            str(cores),
-        )
-        on_ray = RayServeProcess(Path(folder) / "ray", ray_args, env).start()
-        try:  # both stay up (idle, they cost nothing) and take turns, so drifting noise hits both alike
-            # Capacity first, on empty replicas: the throughput runs below spread nudenet/1 over both replicas.
-            models = ["nudenet/1", *CAPACITY_MODELS]
-            capacity_round_robin(on_ray.url, models, jpeg, rounds=2)
-            warmup_loads = len(on_ray.loads())
-            capacity_round_robin(on_ray.url, models, jpeg, rounds=10)
-            steady_loads = len(on_ray.loads()) - warmup_loads
-            per_replica = {load.replica: load.loads_so_far for load in on_ray.loads()}
-            rates: dict[str, list[float]] = {single.url: [], on_ray.url: []}
-            cpu_ms: dict[str, dict[str, float]] = {}  # per request, by role, over every measured run
-            for url in rates:
-                load_run(url, body, args.concurrency, 2)  # warm-up: every replica has loaded the model
-            for _ in range(args.rounds):
-                for url, pid in ((single.url, single.process.pid), (on_ray.url, on_ray.process.pid)):  # type: ignore[union-attr]
-                    before = cpu_seconds_by_role(pid)
-                    rate, served = load_run(url, body, args.concurrency, args.seconds)
-                    after = cpu_seconds_by_role(pid)
-                    rates[url].append(rate)
-                    for role, seconds in after.items():
-                        share = 1000 * (seconds - before.get(role, 0.0)) / served / args.rounds
-                        cpu_ms.setdefault(url, {})[role] = cpu_ms.get(url, {}).get(role, 0.0) + share
-            single_rps, ray_rps = max(rates[single.url]), max(rates[on_ray.url])
-            single_p50, ray_p50 = (p50_ms(url, body, args.seconds / 2) for url in (single.url, on_ray.url))
-        finally:
-            single.stop()
-            on_ray.stop()
-
-    console.print(f"requests/s per turn: one process {rates[single.url]}, Ray {rates[on_ray.url]}")
+    console.print(f"{os.cpu_count()} cores ({cpu_model()}), shared with other work: figures are noisy")
+    run = measure(args.seconds, args.concurrency, args.rounds)
+    console.print(f"requests/s per turn: one process {run.rates[SINGLE]}, Ray {run.rates[RAY]}")
     table = Table(title="Ray Serve vs one process, nudenet/1 (320), 640x480 JPEG, 2 x 1 ONNX thread")
-    for column in ("measure", "one process", "Ray Serve", "Ray / one process"):
+    for column in ("measure", SINGLE, RAY, "Ray / one process"):
         table.add_column(column, justify="right" if column != "measure" else "left")
+    single_rps, ray_rps = max(run.rates[SINGLE]), max(run.rates[RAY])
     table.add_row(f"requests/s at {args.concurrency} clients", f"{single_rps:.1f}", f"{ray_rps:.1f}",
                   f"{ray_rps / single_rps:.2f} (goal >= 0.80)")  # fmt: skip
-    table.add_row(
-        "p50 at 1 client, ms", f"{single_p50:.1f}", f"{ray_p50:.1f}", f"+{ray_p50 - single_p50:.1f} ms"
-    )
-    single_cpu_ms, ray_cpu_ms = sum(cpu_ms[single.url].values()), sum(cpu_ms[on_ray.url].values())
+    single_p50, ray_p50 = run.p50_ms[SINGLE], run.p50_ms[RAY]
+    table.add_row("p50 at 1 client, ms", f"{single_p50:.1f}", f"{ray_p50:.1f}", f"+{ray_p50 - single_p50:.1f} ms")
+    single_cpu_ms, ray_cpu_ms = (sum(run.cpu_ms[name].values()) for name in (SINGLE, RAY))
     table.add_row("CPU ms per request (all processes, measured)", f"{single_cpu_ms:.1f}", f"{ray_cpu_ms:.1f}",
-                  f"+{ray_cpu_ms - single_cpu_ms:.1f} ms")  # fmt: skip
+                  f"+{run.extra_cpu_ms():.1f} ms")  # fmt: skip
     console.print(table)
-    for name, url in (("one process", single.url), ("Ray Serve", on_ray.url)):
-        roles = ", ".join(f"{role} {ms:.1f}" for role, ms in sorted(cpu_ms[url].items()))
+    for name in (SINGLE, RAY):
+        roles = ", ".join(f"{role} {ms:.1f}" for role, ms in sorted(run.cpu_ms[name].items()))
         console.print(f"CPU ms per request, {name}: {roles}")
     console.print(
-        f"Model capacity, 2 replicas x 4 models, 8 models round-robin: {warmup_loads} loads in the 2 warm-up rounds, "
-        f"{steady_loads} in the next 10 rounds (80 requests); loads per replica: {sorted(per_replica.values())}"
+        f"Model capacity, 2 replicas x 4 models, 8 models round-robin: {run.warmup_loads} loads in the 2 warm-up "
+        f"rounds, {run.steady_loads} in the next 10 rounds (80 requests); loads per replica: {run.loads_per_replica}"
     )
 
 

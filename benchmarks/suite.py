@@ -31,6 +31,8 @@ table says which. Machines are shared and noisy, so the detection targets are me
 10. Model kinds of real size (`benchmarks.model_kinds`, models built by tools/make_bench_models.py): semantic
    segmentation (LR-ASPP MobileNetV3-Large, 21 classes, and its post-processing vs the forward), a ResNet-18
    classifier, a multi-label ResNet-18 and RF-DETR keypoints, HTTP vs raw forward (>= 0.90 each).
+11. Ray Serve (`benchmarks.ray_bench`, as `make bench-ray`): the Ray deployment vs one process on the same cores,
+   throughput (>= 0.80), and what Ray adds per request: CPU from /proc and p50 at one client (<= 3 ms each).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from benchmarks.detection import (
 )
 from benchmarks.model_kinds import kind_targets
 from benchmarks.providers import provider_table
+from benchmarks.ray_bench import ray_targets
 from benchmarks.streams import stream_targets
 from benchmarks.target import Target
 from benchmarks.workflows import workflow_targets
@@ -281,6 +284,7 @@ def main() -> None:
         targets += stream_targets(home, args.seconds)
         targets += batching_targets(home, args.seconds)
         targets += kind_targets(home, args.seconds, settings)
+        targets += ray_targets(args.seconds)
     table = Table("target", "measured", "ratio", "goal", "result", title="performance targets")
     for target in targets:
         table.add_row(target.name, target.measured, f"{target.ratio:.2f}", target.goal,
