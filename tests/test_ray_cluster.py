@@ -28,6 +28,7 @@ from benchmarks.ray_bench import process_tree
 from tests.fake_weights_api import CatalogModel, FakeWeightsApi, environment
 from tests.test_api_detection import without_ids
 from tests.test_ray_serve import ASTRONAUT, one_local_ray_cluster
+from visionserve.cli.running_servers import kernel_start_time
 from visionserve.config import Settings
 from visionserve.deploy.ray_proxy import node_environment
 from visionserve.deploy.ray_serve import ModelLoad, model_loads
@@ -103,15 +104,7 @@ class Node:
     def alive(self) -> set[int]:
         """Those of its processes still running: a zombie (killed, its exit not yet collected by whichever process
         adopted it) has ended and holds nothing but its pid."""
-        return {pid for pid in self.pids if _state(pid) not in (None, "Z")}
-
-
-def _state(pid: int) -> str | None:
-    """The process's state letter from /proc (R, S, D, Z, ...); None once it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
+        return {pid for pid in self.pids if kernel_start_time(pid) is not None}
 
 
 @dataclass

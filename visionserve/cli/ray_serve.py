@@ -17,7 +17,7 @@ from pydantic_settings import SettingsError
 
 from visionserve.cli.common import Shown, console, env_option, env_prefix, fail, setting_option
 from visionserve.config import Settings
-from visionserve.server_process import free_port, port_in_use_message, port_taken
+from visionserve.server_process import free_port, port_in_use_message, port_taken, reachable_url
 
 
 def layout_problem(error: ValidationError | SettingsError) -> str:
@@ -32,8 +32,7 @@ def layout_problem(error: ValidationError | SettingsError) -> str:
 def wait_until_serving(host: str, port: int, route_prefix: str, timeout_s: float = 120.0) -> None:
     """Once the application is deployed, HAProxy takes a moment to route to it: the command says it serves only
     when it does."""
-    address = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    url = f"http://{address}:{port}{route_prefix.rstrip('/')}/healthz"
+    url = f"{reachable_url(host, port)}{route_prefix.rstrip('/')}/healthz"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with suppress(httpx.HTTPError):
@@ -110,9 +109,9 @@ def serve_on_ray(
     from ray import serve
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a self-hosted server reports nothing home
-    if address is None and port_taken(host, port):  # e.g. an HAProxy that outlived a killed cluster: it shares
-        raise fail(port_in_use_message(host, port))  # the port (SO_REUSEPORT) and answers for nothing
     if address is None:  # a local cluster's processes inherit these: HAProxy in front, with the server's bounds
+        if port_taken(host, port):  # e.g. an HAProxy that outlived a killed cluster: it would share the port
+            raise fail(port_in_use_message(host, port))  # (SO_REUSEPORT) and answer for nothing
         # HAProxy's metrics and statistics listeners (all interfaces: Ray's template names no host) get free ports,
         # so a second local cluster on the machine does not collide with the first.
         haproxy_ports = {"RAY_SERVE_HAPROXY_METRICS_PORT": free_port(), "RAY_SERVE_HAPROXY_STATS_PORT": free_port()}

@@ -50,7 +50,7 @@ class RunningServer:
         """The registered process still runs (not a zombie, not another process that got its pid)."""
         if self.process_start is None:
             return _pid_exists(self.pid)
-        return _process_start(self.pid) == self.process_start
+        return kernel_start_time(self.pid) == self.process_start
 
     def listening(self) -> bool:
         """It holds its port (False while it starts, or stops after SIGTERM); True where /proc cannot tell."""
@@ -72,7 +72,7 @@ def registered(settings: Settings) -> Iterator[None]:
     entry = RunningServer(
         pid=pid, url=reachable_url(settings.host, settings.port), host=settings.host, port=settings.port,
         started_by=os.environ.get(STARTED_BY_VARIABLE, "visionserve serve"), workers=settings.workers,
-        started_at=time.time(), hostname=socket.gethostname(), process_start=_process_start(pid),
+        started_at=time.time(), hostname=socket.gethostname(), process_start=kernel_start_time(pid),
     )  # fmt: skip
     path = _registry(settings.home) / f"{pid}.json"
     partial = path.with_suffix(".partial")  # readers never see half an entry
@@ -122,7 +122,7 @@ def port_refusal(settings: Settings) -> str | None:
     return f"visionserve already runs at {holder}. Stop it, or choose another port (--port or VISIONSERVE_PORT)."
 
 
-def _process_start(pid: int) -> str | None:
+def kernel_start_time(pid: int) -> str | None:
     """Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); None when the process is gone, a
     zombie, or there is no /proc."""
     try:
