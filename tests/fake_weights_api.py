@@ -39,6 +39,7 @@ class CatalogModel:
     weights_base: str | None = None  # where the weights are, if not on this API (e.g. a closed port)
     missing: tuple[str, ...] = ()  # package files that answer 404
     raw_environment: bytes | None = None  # environment.json sent as these bytes
+    keypoints_metadata: Any = None  # keypoint models: sent as `keypoints_metadata` when set
 
 
 def environment(classes: list[str], resize_format: str = "Fit (grey edges) in", size: int = 320, **steps: Any) -> dict:
@@ -113,6 +114,8 @@ class FakeWeightsApi:
                "environment": f"{files}/environment.json", "colors": model.colors}
         if model.classes is not None:
             ort["classes"] = model.classes
+        if model.keypoints_metadata is not None:
+            ort["keypoints_metadata"] = model.keypoints_metadata
         send_json(request, 200, {"ort": ort})
 
     def _file(self, request: http.server.BaseHTTPRequestHandler, model_id: str, name: str) -> None:

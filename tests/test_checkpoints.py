@@ -119,6 +119,31 @@ def test_ultralytics_checkpoints_equal_their_predict(http: httpx.Client, name: s
         assert len(prediction.get("keypoints", [])) == sum(c > 0 for *_, c in row.get("keypoints", []))
 
 
+def test_an_ultralytics_checkpoint_exports_at_a_non_square_size(tmp_path: Path) -> None:
+    """`--imgsz HEIGHT,WIDTH`: Ultralytics' export at that size, served box for box as its own `predict()` at
+    that size letterboxes; RF-DETR exports square only and says so before any export starts."""
+    height, width = EXPECTED["rect_imgsz"]
+    model = MODELS["yolo-detect"]
+    code, output = add(tmp_path, FIXTURES / model["file"], "--id", "wide/1", "--imgsz", f"{height},{width}")
+    assert code == 0, output
+    manifest = json.loads((tmp_path / "models/wide/1/manifest.json").read_text())
+    assert manifest["input_size"] == [height, width]
+    running = Server(tmp_path).start()
+    try:
+        with running.client() as client:
+            for image, theirs in model["rect_predictions"].items():
+                body = {"model_id": "wide/1", "image": {"type": "base64", "value": b64(image_path(image).read_bytes())},
+                        "confidence": EXPECTED["conf"], "iou_threshold": EXPECTED["iou"]}  # fmt: skip
+                response = client.post("/infer/object_detection", json=body)
+                assert response.status_code == 200, response.text
+                assert_same(response.json()["predictions"], theirs, model["class_names"])
+    finally:
+        running.stop()
+    code, output = add(tmp_path, FIXTURES / MODELS["rfdetr-nano"]["file"], "--id", "m/1", "--imgsz", "224,448",
+                       python="/nonexistent/python")
+    assert code == 1 and "RF-DETR is exported at one square resolution; pass --imgsz N" in " ".join(output.split())
+
+
 def rfdetr_rows(name: str, image: str) -> list[tuple[int, dict]]:
     """rfdetr's results (rank, row) a server answers: not the unused extra logit slot of a 3-class model."""
     names = MODELS[name]["class_names"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ def detector() -> tuple[bytes, list[str]]:
 
 
 SHAPES = ["circle", "square", "triangle"]  # the classes of the fixture detectors
+POINT_NAMES = ["apex", "left", "right"]  # the pose fixture's triangle corners
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +62,11 @@ def api(detector: tuple[bytes, list[str]], hostile_weights: dict[str, bytes]):
 
     def shapes(weights: bytes, classes: list[str] = SHAPES, **overrides) -> CatalogModel:
         return CatalogModel(**{"weights": weights, "environment": environment(classes), "classes": classes, **overrides})
+
+    def pose(**overrides) -> CatalogModel:
+        weights = (FIXTURES / "models/shapes-pose.onnx").read_bytes()
+        return shapes(weights, ["triangle"], task="keypoint-detection", model_type="yolov8n-pose",
+                      environment=environment(["triangle"], size=160), **overrides)
 
     many = [f"class{index}" for index in range(100_001)]
 
@@ -92,6 +99,10 @@ def api(detector: tuple[bytes, list[str]], hostile_weights: dict[str, bytes]):
             "huge/1": shapes(hostile_weights["dynamic"], environment=sized_environment(SHAPES, 60_000, 60_000)),
             "huge-onnx/1": shapes(hostile_weights["huge input"], environment={**environment(SHAPES), "PREPROCESSING": {}}),
             "many-classes/1": shapes(hostile_weights["many classes"], many, environment=environment(many)),
+            "pose/1": pose(keypoints_metadata=[{"object_class_id": 0, "keypoints": dict(enumerate(POINT_NAMES)),
+                                                "edges": [{"from": 0, "to": 1}]}]),
+            "pose-unnamed/1": pose(),
+            "pose-bad-names/1": pose(keypoints_metadata=[{"object_class_id": 0, "keypoints": {"1": "apex"}}]),
         }
     )
     yield fake
@@ -380,3 +391,31 @@ def test_cli_pull_and_package_import(api: FakeWeightsApi, tmp_path: Path, monkey
     imported = runner.invoke(app, ["models", "add", str(package), "--id", "copy/1"])
     assert imported.exit_code == 0, imported.output
     assert (tmp_path / "home/models/copy/1/environment.json").exists()
+
+
+def test_keypoint_names_come_with_the_weights_api_description(remote_server, tmp_path: Path) -> None:
+    """A keypoint model's `keypoints_metadata` names its points, as the reference's do, and is kept in the store
+    beside it (a restart, or `models add` of the folder, names them again offline)."""
+    server = remote_server()
+    body = {"image": image_value(cv2.imread(str(FIXTURES / "images/pose_0.jpg"))), "confidence": 0.3}
+    with server.client() as http:
+        named = http.post("/infer/keypoints_detection", json={**body, "model_id": "pose/1"})
+        unnamed = http.post("/infer/keypoints_detection", json={**body, "model_id": "pose-unnamed/1"})
+        bad = http.post("/infer/keypoints_detection", json={**body, "model_id": "pose-bad-names/1"})
+    assert named.status_code == unnamed.status_code == 200, (named.text, unnamed.text)
+    objects, plain = named.json()["predictions"], unnamed.json()["predictions"]
+    assert objects and len(objects) == len(plain)
+    for mine, theirs in zip(objects, plain):
+        assert [point["class"] for point in mine["keypoints"]] == POINT_NAMES
+        assert [point["class"] for point in theirs["keypoints"]] == ["0", "1", "2"]
+        assert [{**point, "class": None} for point in mine["keypoints"]] == [
+            {**point, "class": None} for point in theirs["keypoints"]]
+    assert bad.status_code == 502 and "keypoints_metadata" in bad.json()["message"], bad.text
+    assert "keyed 0..0" in bad.json()["message"]
+    stored = server.home / "models/pose/1"
+    assert json.loads((stored / "keypoints_metadata.json").read_text())[0]["keypoints"]["0"] == "apex"
+    copied = CliRunner().invoke(app, ["models", "add", str(stored), "--id", "pose-copy/1"],
+                                env={"VISIONSERVE_HOME": str(tmp_path / "copy")})
+    assert copied.exit_code == 0, copied.output
+    manifest = json.loads((tmp_path / "copy/models/pose-copy/1/manifest.json").read_text())
+    assert manifest["keypoint_names"] == {"0": POINT_NAMES}

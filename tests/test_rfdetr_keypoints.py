@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import Server
-from tests.fake_weights_api import environment
+from tests.fake_weights_api import CatalogModel, FakeWeightsApi, environment
 from tests.test_rfdetr import COCO_NAMES, EXPECTED, corners, infer, weights
 from visionserve.cli import app
 
@@ -113,3 +113,23 @@ def test_a_roboflow_package_names_its_keypoints(tmp_path: Path) -> None:
     assert manifest["family"] == "rfdetr" and manifest["task"] == "keypoint-detection"
     assert manifest["keypoint_names"] == {"0": POINTS} and manifest["keypoint_counts"] == [17]
     assert (home / "models/pkg/1/keypoints_metadata.json").is_file()
+
+
+def test_the_weights_api_serves_a_named_keypoint_model(tmp_path: Path) -> None:
+    """A Roboflow-trained RF-DETR keypoint model as the weights API describes it: its `keypoints_metadata` names the
+    points and sets the class slots, and the answers are rfdetr's own, point by point."""
+    schema = [{"object_class_id": 0, "keypoints": dict(enumerate(POINTS)), "edges": [{"from": 5, "to": 6}]}]
+    package = environment(["person"], "Stretch to", size=576)
+    model = CatalogModel(weights=weights(FIXTURE).read_bytes(), environment=package, classes=["person"],
+                         task="keypoint-detection", model_type="rfdetr-keypoint-preview", keypoints_metadata=schema)
+    api = FakeWeightsApi({"people-pose/2": model})
+    running = Server(tmp_path / "home", {"VISIONSERVE_WEIGHTS_API": api.url}).start()
+    try:
+        with running.client() as http:
+            (answer,) = infer(http, "/infer/keypoints_detection", "people-pose/2", ["detect_4"], confidence=0.0)
+    finally:
+        running.stop()
+        api.close()
+    assert_same_keypoints(answer["predictions"], rfdetr_rows("detect_4"), POINTS)
+    manifest = json.loads((tmp_path / "home/models/people-pose/2/manifest.json").read_text())
+    assert manifest["family"] == "rfdetr" and manifest["keypoint_counts"] == [17]

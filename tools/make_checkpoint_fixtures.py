@@ -2,7 +2,8 @@
 answers, for `visionserve models add CHECKPOINT` (tests/test_checkpoints.py).
 
 - Ultralytics: `best.pt` written by Ultralytics' own trainer, a few short epochs on the synthetic shapes of
-  tools/make_fixtures.py at imgsz 160 (detect: yolov8 at width 0.125; pose: yolov8-pose, 3 keypoints).
+  tools/make_fixtures.py at imgsz 160 (detect: yolov8 at width 0.125; pose: yolov8-pose, 3 keypoints), predicted
+  at 160 and at the non-square 128x192.
 - RF-DETR: `checkpoint_best_total.pth` for Nano detect and Seg Nano (3 classes, seeded random weights,
   `pretrain_weights=None`, heads spread as tools/make_rfdetr_fixtures.py does), saved with the keys rfdetr's
   trainer writes and `RFDETR.from_checkpoint` reads: `model` (state dict), `args` (with `class_names`),
@@ -37,6 +38,7 @@ EPOCHS = 4  # on make_fixtures.py's 384 training images: scores well apart (one 
 ULTRALYTICS = {"yolo-detect": shapes.RECIPES[0], "yolo-pose": shapes.RECIPES[2]}
 RFDETR = {"rfdetr-nano": ("RFDETRNano", "detect"), "rfdetr-seg-nano": ("RFDETRSegNano", "segment")}
 CONF, IOU = 0.05, 0.7  # low enough for several boxes per image from a one-epoch model
+RECT_IMGSZ = (128, 192)  # height, width: `models add best.pt --imgsz 128,192` exports at a non-square size
 
 
 def ultralytics_checkpoints(out: Path, work: Path) -> dict[str, Any]:
@@ -52,16 +54,22 @@ def ultralytics_checkpoints(out: Path, work: Path) -> dict[str, Any]:
         shutil.copyfile(best, out / f"{name}.pt")
         model = YOLO(str(out / f"{name}.pt"))
         images = IMAGES[recipe.task]
-        results = model.predict([str(image_path(image)) for image in images], imgsz=shapes.TRAIN_IMGSZ, conf=CONF,
-                                iou=IOU, rect=False, verbose=False)  # fmt: skip
         built[name] = {
             "file": f"{name}.pt",
             "task": recipe.task,
             "class_names": [model.names[index] for index in sorted(model.names)],
-            "predictions": {image: ultralytics_rows(result) for image, result in zip(images, results)},
+            "predictions": ultralytics_predictions(model, images, shapes.TRAIN_IMGSZ),
+            "rect_predictions": ultralytics_predictions(model, images, RECT_IMGSZ),
             "build_s": time.perf_counter() - started,
         }
     return built
+
+
+def ultralytics_predictions(model: Any, images: list[str], imgsz: int | tuple[int, int]) -> dict[str, list]:
+    """`predict()` letterboxed to exactly `imgsz` (rect=False), as a fixed-size export's input is."""
+    results = model.predict([str(image_path(image)) for image in images], imgsz=imgsz, conf=CONF, iou=IOU,
+                            rect=False, verbose=False)  # fmt: skip
+    return {image: ultralytics_rows(result) for image, result in zip(images, results)}
 
 
 def ultralytics_rows(result: Any) -> list[dict[str, Any]]:
@@ -128,6 +136,7 @@ def build(out: Path, work: Path) -> None:
         "conf": CONF,
         "iou": IOU,
         "imgsz": shapes.TRAIN_IMGSZ,
+        "rect_imgsz": RECT_IMGSZ,
         "models": {**ultralytics_checkpoints(out, work), **rfdetr_checkpoints(out)},
     }
     expected["total_s"] = time.perf_counter() - started

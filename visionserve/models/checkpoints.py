@@ -93,19 +93,26 @@ def checkpoint_family(path: Path, chosen: ModelFamily | None) -> ModelFamily:
 
 
 def export_checkpoint(
-    store: ModelStore, path: Path, family: ModelFamily | None, imgsz: int | None, exporter: CheckpointExporter
+    store: ModelStore,
+    path: Path,
+    family: ModelFamily | None,
+    size: tuple[int, int] | None,  # (height, width); None: the size the checkpoint records
+    exporter: CheckpointExporter,
 ) -> Exported:
     """The checkpoint's ONNX and what it records, exported now or found in the store's export cache. Concurrent
     adds of one checkpoint (processes or threads) export it once: the others wait on the entry's lock, then use it."""
     family = checkpoint_family(path, family)
-    cached = store.root / EXPORTS / f"{sha256_of(path)}-{imgsz or 'own'}-{family.value}"
+    if family is ModelFamily.RFDETR and size is not None and size[0] != size[1]:
+        raise CheckpointExportError("RF-DETR is exported at one square resolution; pass --imgsz N")
+    imgsz = None if size is None else str(size[0]) if size[0] == size[1] else f"{size[0]},{size[1]}"
+    cached = store.root / EXPORTS / f"{sha256_of(path)}-{(imgsz or 'own').replace(',', 'x')}-{family.value}"
     if is_complete(cached) or not export_once(cached, path, family, imgsz, store, exporter):
         exporter.report(f"using the ONNX exported earlier from this checkpoint ({cached})")
     return Exported(cached / ONNX_FILE, json.loads((cached / INFO_FILE).read_text()))
 
 
 def export_once(
-    cached: Path, path: Path, family: ModelFamily, imgsz: int | None, store: ModelStore, exporter: CheckpointExporter
+    cached: Path, path: Path, family: ModelFamily, imgsz: str | None, store: ModelStore, exporter: CheckpointExporter
 ) -> bool:
     """Export into `cached` under its lock, unless another add finished it while this one waited (then False)."""
     waiting = partial(exporter.report, f"waiting for another export of {path.name} to finish ({cached})")
@@ -122,7 +129,7 @@ def is_complete(cached: Path) -> bool:
 
 
 def export_into(
-    cached: Path, path: Path, family: ModelFamily, imgsz: int | None, staging: Path, exporter: CheckpointExporter
+    cached: Path, path: Path, family: ModelFamily, imgsz: str | None, staging: Path, exporter: CheckpointExporter
 ) -> None:
     """Export in `staging` (the store's, removed at start-up if this process dies) and rename it to `cached` at the
     end, so a crash mid-export leaves nothing a later add could take for a finished export."""
@@ -132,7 +139,7 @@ def export_into(
         command = [exporter.python, worker, package, str(path.resolve()), str(staging)]
         exporter.report(f"exporting {path.name} to ONNX with {package} (in {exporter.python}); this takes a while")
         started = time.monotonic()
-        info = run_worker(command + (["--imgsz", str(imgsz)] if imgsz else []), staging, package, exporter.python)
+        info = run_worker(command + (["--imgsz", imgsz] if imgsz else []), staging, package, exporter.python)
         exporter.report(f"exported in {time.monotonic() - started:.0f} s ({info.get('package', package)})")
         Path(worker).unlink()
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -175,10 +182,7 @@ def exported_model(
     store: ModelStore, path: Path, overrides: ManifestOverrides, exporter: CheckpointExporter
 ) -> tuple[Path, ManifestOverrides]:
     """The checkpoint's ONNX, and the overrides with what the checkpoint records filled in (flags still win)."""
-    size = overrides.input_size
-    if size is not None and size[0] != size[1]:
-        raise CheckpointExportError("a checkpoint is exported at one square size; pass --imgsz N")
-    exported = export_checkpoint(store, path, overrides.family, size[0] if size else None, exporter)
+    exported = export_checkpoint(store, path, overrides.family, overrides.input_size, exporter)
     info = exported.info
     return exported.onnx, replace(
         overrides,

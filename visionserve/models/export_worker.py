@@ -4,7 +4,7 @@
 package (--export-python), so the server itself never needs torch. It imports only the standard library and
 that package, never visionserve:
 
-    python export_worker.py ultralytics|rfdetr CHECKPOINT OUT_DIR [--imgsz N]
+    python export_worker.py ultralytics|rfdetr CHECKPOINT OUT_DIR [--imgsz N | --imgsz HEIGHT,WIDTH]
 
 It writes OUT_DIR/model.onnx and OUT_DIR/checkpoint.json: family, task, class names, input size and keypoint
 layout as the checkpoint records them. When it cannot, checkpoint.json holds {"error": ...} and, when the
@@ -64,8 +64,9 @@ def greedy_nms(boxes: Any, scores: Any, iou_threshold: float) -> Any:
     return torch.stack(keep) if keep else torch.empty(0, dtype=torch.long)
 
 
-def export_ultralytics(checkpoint: Path, out: Path, imgsz: int | None) -> dict[str, Any]:
-    """Ultralytics' own ONNX export (its metadata carries names, imgsz, task, kpt_shape as well)."""
+def export_ultralytics(checkpoint: Path, out: Path, imgsz: list[int] | None) -> dict[str, Any]:
+    """Ultralytics' own ONNX export (its metadata carries names, imgsz, task, kpt_shape as well), at the
+    checkpoint's own size, or at [height, width] (a non-square one too)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")  # no version checks, no downloads
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")  # never pip-install export requirements behind the user's back
     usable_torchvision()
@@ -91,13 +92,16 @@ def export_ultralytics(checkpoint: Path, out: Path, imgsz: int | None) -> dict[s
     }
 
 
-def export_rfdetr(checkpoint: Path, out: Path, imgsz: int | None) -> dict[str, Any]:
-    """rfdetr's own `from_checkpoint` (the class, class names and settings the checkpoint records) and `export`."""
+def export_rfdetr(checkpoint: Path, out: Path, imgsz: list[int] | None) -> dict[str, Any]:
+    """rfdetr's own `from_checkpoint` (the class, class names and settings the checkpoint records) and `export`,
+    at one square resolution."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     usable_torchvision()
     from rfdetr import RFDETR
 
-    model = RFDETR.from_checkpoint(str(checkpoint), **({"resolution": imgsz} if imgsz else {}))
+    if imgsz and imgsz[0] != imgsz[1]:
+        raise ValueError("RF-DETR is exported at one square resolution; pass --imgsz N")
+    model = RFDETR.from_checkpoint(str(checkpoint), **({"resolution": imgsz[0]} if imgsz else {}))
     exported = Path(model.export(output_dir=str(out), output_name="model", verbose=False))
     if exported != out / ONNX_FILE:
         exported.rename(out / ONNX_FILE)
@@ -121,6 +125,14 @@ def version(package: str) -> str:
     return installed(package)
 
 
+def image_size(text: str) -> list[int]:
+    """`640` or `480,640` as [height, width]."""
+    sides = [int(side) for side in text.split(",")]
+    if len(sides) not in (1, 2) or min(sides) <= 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text}")
+    return sides * 2 if len(sides) == 1 else sides
+
+
 EXPORTERS = {"ultralytics": export_ultralytics, "rfdetr": export_rfdetr}
 
 
@@ -129,7 +141,7 @@ def main() -> int:
     parser.add_argument("family", choices=sorted(EXPORTERS))
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--imgsz", type=int)
+    parser.add_argument("--imgsz", type=image_size, help="N, or HEIGHT,WIDTH")
     options = parser.parse_args()
     try:
         info = EXPORTERS[options.family](options.checkpoint, options.out, options.imgsz)

@@ -19,7 +19,7 @@ import numpy as np
 from visionserve.errors import ModelPackageError, TaskNotSupportedError
 from visionserve.models.checkpoints import CheckpointExporter, exported_model, is_checkpoint
 from visionserve.models.ids import validate_model_id
-from visionserve.models.keypoint_schema import KEYPOINTS_METADATA_FILE, keypoint_counts, read_keypoint_schema
+from visionserve.models.keypoint_schema import KEYPOINTS_METADATA_FILE, read_keypoint_schema, rfdetr_keypoint_counts
 from visionserve.models.loader import build_predictor, open_session
 from visionserve.models.manifest import (
     TORCHVISION_CROP_FRACTION,
@@ -212,16 +212,6 @@ def manifest_for(
         keypoint_counts=overrides.keypoint_counts or rfdetr_keypoint_counts(family, task, overrides.keypoint_names),
         source=source,
     )
-
-
-def rfdetr_keypoint_counts(
-    family: ModelFamily, task: Task, names: dict[int, list[str]] | None
-) -> list[int] | None:
-    """An RF-DETR keypoint model's slots per class, from its keypoint names when given (else the predictor
-    takes one class owning every slot)."""
-    if family is ModelFamily.RFDETR and task is Task.KEYPOINT_DETECTION and names:
-        return keypoint_counts(names)
-    return None
 
 
 def default_resize(family: ModelFamily, task: Task, ultralytics: bool, dynamic_input: bool) -> ResizeMode:

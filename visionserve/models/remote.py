@@ -17,6 +17,7 @@ from filelock import Timeout
 
 from visionserve.errors import ModelPackageError, ServiceUnavailableError, TaskNotSupportedError, with_article
 from visionserve.models.inspect import check_runnable
+from visionserve.models.keypoint_schema import KEYPOINTS_METADATA_FILE, parse_keypoint_schema
 from visionserve.models.manifest import ModelFamily, ModelPackage, Task
 from visionserve.models.roboflow import CLASS_NAMES_FILE, ENVIRONMENT_FILE, manifest_from_environment
 from visionserve.models.store import ModelStore
@@ -114,6 +115,7 @@ class RemoteModels:
             weights = staging / "weights.onnx"
             self.api.download(remote.weights_url, weights, self.progress(model_id))
             try:
+                keypoint_names = self._keypoint_names(remote, task)
                 manifest = manifest_from_environment(
                     model_id,
                     task,
@@ -123,6 +125,7 @@ class RemoteModels:
                     model_type=remote.model_type,
                     family=family,
                     source=f"weights API {self.api.base_url}",
+                    keypoint_names=keypoint_names,
                 )
                 check_runnable(weights, manifest)  # a broken download never reaches the store
             except ModelPackageError as error:
@@ -132,6 +135,8 @@ class RemoteModels:
             extra = {ENVIRONMENT_FILE: json.dumps(remote.environment, indent=2).encode()}
             if remote.class_names:
                 extra[CLASS_NAMES_FILE] = "\n".join(remote.class_names).encode()
+            if keypoint_names:
+                extra[KEYPOINTS_METADATA_FILE] = json.dumps(remote.keypoints_metadata, indent=2).encode()
             package = self.store.add(weights, manifest, replace=True, move=True, extra_files=extra)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -143,6 +148,14 @@ class RemoteModels:
             time.perf_counter() - started,
         )
         return package
+
+    @staticmethod
+    def _keypoint_names(remote: RemoteModel, task: Task) -> dict[int, list[str]] | None:
+        """A keypoint model's point names per class, from the `keypoints_metadata` the API sent with it (the
+        reference names no point without them: keypoints beyond a class's names are never answered)."""
+        if task is not Task.KEYPOINT_DETECTION or remote.keypoints_metadata is None:
+            return None
+        return parse_keypoint_schema(remote.keypoints_metadata, "keypoints_metadata")
 
     @staticmethod
     def _log_progress(model_id: str) -> Progress:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from visionserve.errors import ModelPackageError, TaskNotSupportedError
+from visionserve.models.keypoint_schema import rfdetr_keypoint_counts
 from visionserve.models.manifest import (
     Contrast,
     ModelFamily,
@@ -118,6 +119,7 @@ def manifest_from_environment(
     model_type: str | None = None,
     source: str | None = None,
     family: ModelFamily = ModelFamily.YOLO,
+    keypoint_names: dict[int, list[str]] | None = None,
 ) -> ModelManifest:
     preprocessing = _preprocessing_of(environment)
     resize, pad_value, input_size = _resize(preprocessing)
@@ -143,6 +145,8 @@ def manifest_from_environment(
             colors={**(env_colors if isinstance(env_colors, Mapping) else {}), **(colors or {})},
             model_type=model_type,
             family=family,
+            keypoint_names=keypoint_names or {},
+            keypoint_counts=rfdetr_keypoint_counts(family, task, keypoint_names),
             source=source,
         )
     except ValidationError as error:

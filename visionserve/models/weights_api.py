@@ -1,8 +1,8 @@
 """Client for a Roboflow-compatible weights API, and the downloads it points to.
 
 Protocol (the reference's): `GET {base}/ort/{project}/{version}?api_key=...` answers `{"ort": {"type", "modelType",
-"model": <weights URL>, "environment": <environment.json URL>, "classes", "colors"}}`; one-segment ids use
-`GET {base}/getWeights?model=...` with `modelFiles.ort.model` and an inline `environment`.
+"model": <weights URL>, "environment": <environment.json URL>, "classes", "colors", "keypoints_metadata"}}`;
+one-segment ids use `GET {base}/getWeights?model=...` with `modelFiles.ort.model` and an inline `environment`.
 
 Downloads go to a `.partial` file, resume with a Range request after a transient failure, are checked against the
 announced size and MD5 (`x-goog-hash`), and only then renamed into place.
@@ -101,6 +101,7 @@ class RemoteModel:
     environment: dict[str, Any]
     class_names: list[str] | None = None
     colors: dict[str, str] = field(default_factory=dict)
+    keypoints_metadata: Any = None  # keypoint models: the keypoints_metadata.json list, as the API sent it
 
 
 class _Transient(Exception):
@@ -219,6 +220,7 @@ class WeightsApi:
             environment=dict(environment),
             class_names=[str(name) for name in ort["classes"]] if isinstance(ort.get("classes"), list) else None,
             colors=_colors(ort.get("colors")),
+            keypoints_metadata=ort.get("keypoints_metadata"),
         )
 
     def _from_get_weights(self, payload: Mapping[str, Any]) -> RemoteModel:
@@ -235,6 +237,7 @@ class WeightsApi:
             environment=dict(environment),
             class_names=[str(name) for name in classes] if isinstance(classes, list) else None,
             colors=_colors(payload.get("colors")),
+            keypoints_metadata=payload.get("keypoints_metadata"),
         )
 
     def _get_json(
