@@ -28,7 +28,8 @@ from visionserve.errors import (
 )
 from visionserve.images.decode import DecodeLimits, decode_image
 from visionserve.images.numpy_input import array_from_bytes
-from visionserve.models.weights_api import WeightsApi, WeightsApiBadResponse, WeightsApiLimits, write_or_507
+from visionserve.models.weights_api import WeightsApi, WeightsApiLimits, write_or_507
+from visionserve.models.weights_api_errors import WeightsApiBadResponse
 from visionserve.netpolicy import is_public
 
 LIMITS = DecodeLimits(max_pixels=50_000_000, max_jpeg_scans=100)

@@ -26,7 +26,7 @@ from visionserve.images.sources import ImageSpec
 from visionserve.models.loader import LoadedModel
 from visionserve.models.manager import ModelManager
 from visionserve.models.manifest import Task
-from visionserve.models.weights_api import WeightsApiTimeout, WeightsApiUnavailable
+from visionserve.models.weights_api_errors import WeightsApiTimeout, WeightsApiUnavailable
 from visionserve.observe import note_model, timed
 from visionserve.runtime.cores import CoreBudget
 from visionserve.runtime.onnx_model import RUNTIME_ERRORS

@@ -21,14 +21,9 @@ from visionserve.models.keypoint_schema import KEYPOINTS_METADATA_FILE, parse_ke
 from visionserve.models.manifest import ModelFamily, ModelPackage, Task
 from visionserve.models.roboflow import CLASS_NAMES_FILE, ENVIRONMENT_FILE, manifest_from_environment
 from visionserve.models.store import ModelStore
-from visionserve.models.weights_api import (
-    Progress,
-    RemoteModel,
-    WeightsApi,
-    WeightsApiBadResponse,
-    WeightsApiUnavailable,
-    WeightsApiUnreachable,
-)
+from visionserve.models.remote_description import RemoteModel
+from visionserve.models.weights_api import Progress, WeightsApi
+from visionserve.models.weights_api_errors import WeightsApiBadResponse, WeightsApiUnavailable, WeightsApiUnreachable
 
 logger = logging.getLogger(__name__)
 

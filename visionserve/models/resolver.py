@@ -10,7 +10,7 @@ from visionserve.errors import ModelNotFoundError
 from visionserve.models.aliases import ALIASES
 from visionserve.models.ids import validate_model_id
 from visionserve.models.manifest import ModelPackage
-from visionserve.models.weights_api import WeightsApiUnreachable
+from visionserve.models.weights_api_errors import WeightsApiUnreachable
 
 MAX_SUGGESTIONS = 3
 

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,15 @@ from visionserve.errors import InsufficientStorageError, ModelNotFoundError, Vis
 from visionserve.http_deadline import deadline, deadline_transport
 from visionserve.models.manifest import WEIGHTS_FILE
 from visionserve.models.roboflow import ENVIRONMENT_FILE
+from visionserve.models.remote_description import RemoteModel, from_get_weights, from_ort, ort_files
+from visionserve.models.weights_api_errors import (
+    WeightsApiBadResponse,
+    WeightsApiForbidden,
+    WeightsApiKeyRejected,
+    WeightsApiTimeout,
+    WeightsApiUnavailable,
+    WeightsApiUnreachable,
+)
 from visionserve.netpolicy import DestinationRefused, UnresolvableHost, checked_address
 
 logger = logging.getLogger(__name__)
@@ -44,64 +53,11 @@ Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes if kn
 NO_KEY_VALUES = frozenset({"", "local", "none", "null"})
 
 
-class WeightsApiKeyRejected(VisionServeError):
-    status_code = 401
-
-    def __init__(self) -> None:
-        super().__init__(
-            "Unauthorized access to the weights API - check the API key and make sure it is valid for the "
-            "workspace of this model."
-        )
-
-
-class WeightsApiForbidden(VisionServeError):
-    status_code = 403
-
-    def __init__(self) -> None:
-        super().__init__(
-            "Unauthorized access to the weights API - the API key is valid but lacks access to this model "
-            "or the scopes it needs."
-        )
-
-
-class WeightsApiUnavailable(VisionServeError):
-    status_code = 503
-    headers = {"Retry-After": "5"}
-
-
-class WeightsApiUnreachable(WeightsApiUnavailable):
-    """No connection to the API at all (refused, no route, no DNS): it cannot say whether a model exists, so
-    an id no local source has is answered as not found rather than as an outage."""
-
-    def __init__(self, message: str, api_url: str) -> None:
-        super().__init__(message)
-        self.api_url = api_url
-
-
-class WeightsApiTimeout(VisionServeError):
-    status_code = 504
-
-
-class WeightsApiBadResponse(VisionServeError):
-    status_code = 502
-
-
 def usable_key(api_key: str | None) -> str | None:
     """None for no key; the reference treats an empty key and the literal `local` as no key."""
     if api_key is None or api_key.strip().lower() in NO_KEY_VALUES:
         return None
     return api_key.strip()
-
-
-@dataclass(frozen=True)
-class RemoteModel:
-    task_type: str
-    model_type: str | None
-    weights_url: str
-    environment: dict[str, Any]
-    class_names: list[str] | None = None
-    colors: dict[str, str] = field(default_factory=dict)
-    keypoints_metadata: Any = None  # keypoint models: the keypoints_metadata.json list, as the API sent it
 
 
 class _Transient(Exception):
@@ -126,20 +82,6 @@ class WeightsApiLimits:
     download_timeout_s: float = 3600.0  # one weights download, all attempts together
     failed_lookup_ttl_s: float = 10.0  # an unreachable API is not asked again for the same model before this
     allow_hosts: frozenset[str] = frozenset()  # besides the API's own host, exempt from the public-address rule
-
-
-def _text(value: object, name: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise WeightsApiBadResponse(f"The weights API answered a {type(value).__name__} for `{name}`, not text.")
-
-
-def _colors(value: object) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping) or not all(isinstance(color, str) for color in value.values()):
-        raise WeightsApiBadResponse("The weights API answered `colors` that are not a map of class names to colours.")
-    return {str(name): color for name, color in value.items()}
 
 
 class WeightsApi:
@@ -203,42 +145,10 @@ class WeightsApi:
         if "/" in model_id:
             project, version = model_id.split("/")
             params = {**auth, "nocache": "true", "device": socket.gethostname(), "dynamic": "true"}
-            payload = self._get_json(f"{self.base_url}/ort/{project}/{version}", params, model_id)
-            return self._from_ort(payload)
+            ort = ort_files(self._get_json(f"{self.base_url}/ort/{project}/{version}", params, model_id))
+            return from_ort(ort, self._get_json(str(ort["environment"]), {}, file=ENVIRONMENT_FILE))
         payload = self._get_json(f"{self.base_url}/getWeights", {**auth, "model": model_id}, model_id)
-        return self._from_get_weights(payload)
-
-    def _from_ort(self, payload: Mapping[str, Any]) -> RemoteModel:
-        ort = payload.get("ort")
-        if not isinstance(ort, Mapping) or not ort.get("model") or not ort.get("environment"):
-            raise WeightsApiBadResponse("The weights API answered without the model's files (ort.model, ort.environment).")
-        environment = self._get_json(str(ort["environment"]), {}, file=ENVIRONMENT_FILE)
-        return RemoteModel(
-            task_type=_text(ort.get("type"), "type") or "object-detection",
-            model_type=_text(ort.get("modelType"), "modelType"),
-            weights_url=str(ort["model"]),
-            environment=dict(environment),
-            class_names=[str(name) for name in ort["classes"]] if isinstance(ort.get("classes"), list) else None,
-            colors=_colors(ort.get("colors")),
-            keypoints_metadata=ort.get("keypoints_metadata"),
-        )
-
-    def _from_get_weights(self, payload: Mapping[str, Any]) -> RemoteModel:
-        files = payload.get("modelFiles")
-        weights = files.get("ort", {}).get("model") if isinstance(files, Mapping) else None
-        environment = payload.get("environment")
-        if not weights or not isinstance(environment, Mapping):
-            raise WeightsApiBadResponse("The weights API answered without the model's files (modelFiles.ort.model).")
-        classes = payload.get("classes")
-        return RemoteModel(
-            task_type=_text(payload.get("taskType"), "taskType") or "object-detection",
-            model_type=_text(payload.get("modelType"), "modelType"),
-            weights_url=str(weights),
-            environment=dict(environment),
-            class_names=[str(name) for name in classes] if isinstance(classes, list) else None,
-            colors=_colors(payload.get("colors")),
-            keypoints_metadata=payload.get("keypoints_metadata"),
-        )
+        return from_get_weights(payload)
 
     def _get_json(
         self, url: str, params: Mapping[str, str], model_id: str | None = None, file: str | None = None
