@@ -30,16 +30,33 @@ def add(home: Path, *flags: str) -> tuple[int, str]:
     return result.exit_code, " ".join(result.output.split())
 
 
+SCHEMA = [{"object_class_id": 0, "keypoints": dict(enumerate(POINTS)), "edges": [{"from": 5, "to": 6}]}]
+
+
 @pytest.fixture(scope="module")
-def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    home = tmp_path_factory.mktemp("rfdetr-keypoints-home")
+def weights_api() -> Iterator[FakeWeightsApi]:
+    """A Roboflow-trained RF-DETR keypoint model as a weights API describes it, `keypoints_metadata` included."""
+    package = environment(["person"], "Stretch to", size=576)
+    model = CatalogModel(weights=weights(FIXTURE).read_bytes(), environment=package, classes=["person"],
+                         task="keypoint-detection", model_type="rfdetr-keypoint-preview", keypoints_metadata=SCHEMA)
+    api = FakeWeightsApi({"people-pose/2": model})
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rfdetr-keypoints-home")
+
+
+@pytest.fixture(scope="module")
+def http(home: Path, weights_api: FakeWeightsApi) -> Iterator[httpx.Client]:
     schema = home / "keypoints_metadata.json"
-    schema.write_text(json.dumps([{"object_class_id": 0, "keypoints": dict(enumerate(POINTS)),
-                                   "edges": [{"from": 5, "to": 6}]}]))  # fmt: skip
+    schema.write_text(json.dumps(SCHEMA))
     for flags in (["--id", "kp/1", "--keypoints", str(schema)], ["--id", "kp-plain/1"]):
         code, output = add(home, *flags, "--classes", "person")
         assert code == 0, output
-    running = Server(home).start()
+    running = Server(home, {"VISIONSERVE_WEIGHTS_API": weights_api.url}).start()
     with running.client() as client:
         yield client
     running.stop()
@@ -115,21 +132,10 @@ def test_a_roboflow_package_names_its_keypoints(tmp_path: Path) -> None:
     assert (home / "models/pkg/1/keypoints_metadata.json").is_file()
 
 
-def test_the_weights_api_serves_a_named_keypoint_model(tmp_path: Path) -> None:
-    """A Roboflow-trained RF-DETR keypoint model as the weights API describes it: its `keypoints_metadata` names the
-    points and sets the class slots, and the answers are rfdetr's own, point by point."""
-    schema = [{"object_class_id": 0, "keypoints": dict(enumerate(POINTS)), "edges": [{"from": 5, "to": 6}]}]
-    package = environment(["person"], "Stretch to", size=576)
-    model = CatalogModel(weights=weights(FIXTURE).read_bytes(), environment=package, classes=["person"],
-                         task="keypoint-detection", model_type="rfdetr-keypoint-preview", keypoints_metadata=schema)
-    api = FakeWeightsApi({"people-pose/2": model})
-    running = Server(tmp_path / "home", {"VISIONSERVE_WEIGHTS_API": api.url}).start()
-    try:
-        with running.client() as http:
-            (answer,) = infer(http, "/infer/keypoints_detection", "people-pose/2", ["detect_4"], confidence=0.0)
-    finally:
-        running.stop()
-        api.close()
+def test_the_weights_api_serves_a_named_keypoint_model(http: httpx.Client, home: Path) -> None:
+    """Fetched on first use: its `keypoints_metadata` names the points and sets the class slots, and the answers
+    are rfdetr's own, point by point."""
+    (answer,) = infer(http, "/infer/keypoints_detection", "people-pose/2", ["detect_4"], confidence=0.0)
     assert_same_keypoints(answer["predictions"], rfdetr_rows("detect_4"), POINTS)
-    manifest = json.loads((tmp_path / "home/models/people-pose/2/manifest.json").read_text())
+    manifest = json.loads((home / "models/people-pose/2/manifest.json").read_text())
     assert manifest["family"] == "rfdetr" and manifest["keypoint_counts"] == [17]
