@@ -395,7 +395,9 @@ def test_cli_pull_and_package_import(api: FakeWeightsApi, tmp_path: Path, monkey
     assert (tmp_path / "home/models/copy/1/environment.json").exists()
 
 
-def test_keypoint_names_come_with_the_weights_api_description(remote_server, tmp_path: Path) -> None:
+def test_keypoint_names_come_with_the_weights_api_description(
+    remote_server, api: FakeWeightsApi, tmp_path: Path
+) -> None:
     """A keypoint model's `keypoints_metadata` names its points, as the reference's do, and is kept in the store
     beside it (a restart, or `models add` of the folder, names them again offline)."""
     server = remote_server()
@@ -413,7 +415,7 @@ def test_keypoint_names_come_with_the_weights_api_description(remote_server, tmp
         assert [{**point, "class": None} for point in mine["keypoints"]] == [
             {**point, "class": None} for point in theirs["keypoints"]]
     assert bad.status_code == 502 and "keypoints_metadata" in bad.json()["message"], bad.text
-    assert "keyed 0..0" in bad.json()["message"]
+    assert "keyed 0..0" in bad.json()["message"] and api.count("download pose-bad-names/1") == 0  # refused first
     stored = server.home / "models/pose/1"
     assert json.loads((stored / "keypoints_metadata.json").read_text())[0]["keypoints"]["0"] == "apex"
     copied = CliRunner().invoke(app, ["models", "add", str(stored), "--id", "pose-copy/1"],

@@ -108,8 +108,7 @@ class RemoteModels:
         staging = self.store.staging_directory(model_id)
         try:
             weights = staging / "weights.onnx"
-            self.api.download(remote.weights_url, weights, self.progress(model_id))
-            try:
+            try:  # the description is checked before the weights are fetched: a package refused costs no download
                 keypoint_names = self._keypoint_names(remote, task)
                 manifest = manifest_from_environment(
                     model_id,
@@ -122,6 +121,7 @@ class RemoteModels:
                     source=f"weights API {self.api.base_url}",
                     keypoint_names=keypoint_names,
                 )
+                self.api.download(remote.weights_url, weights, self.progress(model_id))
                 check_runnable(weights, manifest)  # a broken download never reaches the store
             except ModelPackageError as error:
                 raise WeightsApiBadResponse(
