@@ -23,6 +23,7 @@ from tests.conftest import FIXTURES, Server, b64
 from tests.fake_weights_api import CatalogModel, FakeWeightsApi, environment
 from tests.test_oip import client_for, images_input
 from visionserve.cli import app
+from visionserve.tasks.semantic import classes_and_confidence
 
 __all__ = ["browser", "open_page"]  # fixtures
 FAMILIES = FIXTURES / "families"
@@ -244,3 +245,21 @@ def test_a_deeplabv3plus_model_from_the_weights_api(start_server, weights_api: F
         wide = http.post("/infer/semantic_segmentation",
                          json={"model_id": "deeplab/1", "image": image_body("detect_4.jpg")})
         assert wide.status_code == 400 and "VISIONSERVE_MAX_MASK_PIXELS" in wide.json()["message"]
+
+
+@pytest.mark.parametrize("jump", [0.0, 200.0], ids=["smooth", "logits-jumping-by-200"])
+def test_the_folded_softmax_equals_a_float64_softmax(jump: float) -> None:
+    """The softmax folded class by class (a running maximum rescaling the sum) equals a softmax over all classes in
+    float64, also where logits jump by hundreds between neighbouring pixels (an exp relative to a fixed shift would
+    underflow or overflow there)."""
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((5, 37, 53)).astype(np.float32) * 3
+    logits[1, :, ::2] += jump  # class 1 towers over the rest in every other column, class 2 in the others
+    logits[2, :, 1::2] += jump
+    planes = np.stack([cv2.resize(plane.astype(np.float64), (80, 61)) for plane in logits])
+    probabilities = np.exp(planes - planes.max(axis=0))
+    probabilities /= probabilities.sum(axis=0)
+    classes, confidence = classes_and_confidence(logits, 61, 80)
+    ties = np.sort(planes, axis=0)[-2] > planes.max(axis=0) - 1e-4  # float32 may order near-equal classes either way
+    assert (classes == planes.argmax(axis=0))[~ties].all()
+    assert np.abs(confidence - probabilities.max(axis=0)).max() < 1e-5
