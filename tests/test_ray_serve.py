@@ -35,12 +35,14 @@ from visionserve.deploy.ray_proxy import node_environment
 from visionserve.deploy.ray_serve import RayLayout, Secrets, build_application
 from visionserve.models.inspect import ManifestOverrides, import_model
 from visionserve.models.store import ModelStore
+from visionserve.server_process import port_taken
 
 ROOT = Path(__file__).parent.parent
 MANIFEST = ROOT / "deploy" / "kuberay" / "rayservice.yaml"
 NUDENET = "nudenet/1"
 FIXTURE_MODEL = "shapes-detect/1"
 ROBOFLOW_KEY = "rf-key-that-ray-must-not-show"
+HEADER_TIMEOUT_S = 3  # HAProxy's client timeout follows it
 # Under `--dist loadgroup` too, every test of this module runs on one worker (one_local_ray_cluster: one at a time).
 pytestmark = pytest.mark.xdist_group("ray")
 ASTRONAUT = b64((ROOT / "visionserve" / "assets" / "astronaut.jpg").read_bytes())
@@ -53,7 +55,8 @@ def cli(*args: str) -> list[str]:
 @pytest.fixture(scope="module")
 def ray_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayServeProcess]:
     """Two model workers of one model each (half a CPU apiece, one ONNX thread) on a 2-CPU local cluster, small
-    queues so that back-pressure shows, a store holding a fixture model next to the built-in one."""
+    queues so that back-pressure shows, a store holding a fixture model next to the built-in one, and a short header
+    time limit (the bound tests wait for it)."""
     home = tmp_path_factory.mktemp("ray-home")
     import_model(ModelStore(home / "models"), FIXTURES / "models" / "shapes-detect.onnx", FIXTURE_MODEL,
                  ManifestOverrides())  # fmt: skip
@@ -61,6 +64,7 @@ def ray_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayServeProces
         "VISIONSERVE_HOME": str(home), "VISIONSERVE_WEIGHTS_API": "", "VISIONSERVE_LOG_LEVEL": "warning",
         "VISIONSERVE_RAY_WORKER_CPUS": "0.5", "VISIONSERVE_RAY_WORKER_MAX_ONGOING_REQUESTS": "2",
         "VISIONSERVE_RAY_MAX_QUEUED_REQUESTS": "4", "ROBOFLOW_API_KEY": ROBOFLOW_KEY,
+        "VISIONSERVE_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
     }  # fmt: skip
     args = ("--replicas", "2", "--models-per-replica", "1", "--num-cpus", "2")
     with one_local_ray_cluster() as ray_temp:
@@ -210,13 +214,13 @@ def test_the_proxy_keeps_the_header_bounds(ray_app: RayServeProcess) -> None:
     connection that never finishes them, as `visionserve serve` does: a little over the bound, visionserve's 431
     and message (from the replica); far over it, HAProxy's own 400 once its buffer is full, without reading on."""
     over = Settings().max_header_bytes + 4096
-    answer = raw_exchange(ray_app, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * over + b"\r\n\r\n")
+    start = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: "  # closed once answered
+    answer = raw_exchange(ray_app, start + b"a" * over + b"\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 431") and b"VISIONSERVE_MAX_HEADER_BYTES" in answer
-    huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 * 1024 * 1024) + b"\r\n\r\n"
-    assert raw_exchange(ray_app, huge).startswith(b"HTTP/1.1 400")
+    assert raw_exchange(ray_app, start + b"a" * (4 * 1024 * 1024) + b"\r\n\r\n").startswith(b"HTTP/1.1 400")
     started = time.monotonic()
     answer = raw_exchange(ray_app, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a", wait_s=30)
-    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 20  # the default 10 s
+    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 2 * HEADER_TIMEOUT_S
     assert httpx.get(f"{ray_app.url}/healthz", timeout=30).status_code == 200
 
 
@@ -289,3 +293,17 @@ def test_a_killed_worker_costs_only_retries(ray_app: RayServeProcess) -> None:
             assert time.monotonic() < deadline, "the killed replica was not replaced"
             time.sleep(0.5)
         assert [with_retries(http, FIXTURE_MODEL)[0] for _ in range(4)] == [200] * 4
+
+
+def test_sigterm_stops_the_local_cluster_in_seconds_and_frees_its_port(ray_app: RayServeProcess) -> None:
+    """The last test of the module: it stops the cluster. SIGTERM (as Ctrl-C) ends the command, Ray's processes and
+    its HAProxy (the port is free again) well before Ray's default 30 s drain of an ingress replica would."""
+    assert ray_app.process is not None
+    assert detect(httpx.Client(base_url=ray_app.url, timeout=60), NUDENET).status_code == 200
+    stopping = time.monotonic()
+    ray_app.process.terminate()
+    assert ray_app.process.wait(timeout=60) == 0
+    stopped_s = time.monotonic() - stopping
+    assert stopped_s < 20, f"the command took {stopped_s:.1f} s to stop"
+    assert not port_taken("127.0.0.1", ray_app.port)
+    print(f"\nSIGTERM: the local cluster stopped in {stopped_s:.1f} s")
