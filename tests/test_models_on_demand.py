@@ -284,7 +284,8 @@ def test_model_management_routes(remote_server, api: FakeWeightsApi) -> None:
         added = http.post("/model/add", json={"model_id": "yolov8n-640", "api_key": None})
         assert added.status_code == 200, added.text
         registry = added.json()
-        assert registry["models"][0].pop("execution_provider").endswith("ExecutionProvider")  # an added field
+        assert registry["models"][0].pop("execution_provider").endswith("ExecutionProvider")  # added fields
+        assert registry["models"][0].pop("lone_request_provider") in {None, "CPUExecutionProvider"}
         assert registry["models"] == [
             {"model_id": "coco/3", "task_type": "object-detection", "batch_size": None, "input_height": 320,
              "input_width": 320, "vram_bytes": None, "request_aliases": [], "request_paths": []}

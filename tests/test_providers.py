@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.conftest import photo
+from tests.conftest import image_value, photo
 from visionserve.config import Settings
 from visionserve.errors import ServiceUnavailableError
 from visionserve.images.decode import DecodedImage
@@ -96,6 +96,18 @@ def test_device_and_an_explicit_provider_list_are_one_or_the_other(monkeypatch: 
     assert (CUDA in chosen.providers) == (probe(CUDA) is None)
 
 
+def choice_record(home: Path, threads: int, runs: int) -> Path:
+    """Where the server keeps which provider runs nudenet/1 (320), `runs` passes of `threads` at once."""
+    key = choice_key(sha256_of(NUDENET.weights_path), (320, 320), threads, runs, cpu_model(), ort.__version__)
+    return home / "models" / CHOICES_DIR / f"{key}.json"
+
+
+def kept_choice(home: Path) -> str:
+    """The provider the server measured faster for nudenet/1 (its one record)."""
+    (record,) = (home / "models" / CHOICES_DIR).glob("*.json")
+    return str(json.loads(record.read_text())["provider"])
+
+
 def test_healthz_and_the_registry_name_the_provider_each_model_runs_on(start_server) -> None:
     server = start_server()
     with server.client() as http:
@@ -104,11 +116,11 @@ def test_healthz_and_the_registry_name_the_provider_each_model_runs_on(start_ser
         health = http.get("/healthz").json()
     expected = choose("auto").provider  # the same probe as the server's: this machine, this build
     if choose("auto").openvino_per_model:  # the OpenVINO build: whichever the server measured faster for it
-        (record,) = (server.home / "models" / CHOICES_DIR).glob("*.json")
-        expected = json.loads(record.read_text())["provider"]
+        expected = kept_choice(server.home)
     assert added == registry
     (model,) = registry["models"]
     assert model["model_id"] == "nudenet/1" and model["execution_provider"] == expected
+    assert model["lone_request_provider"] == (expected if (os.cpu_count() or 1) > 1 else None)  # over every core
     assert {"task_type", "batch_size", "input_height", "input_width", "request_paths"} <= model.keys()  # the shape
     assert registry["building"] == []
     assert health["status"] == "healthy" and health["models"] == {"nudenet/1": expected}
@@ -160,13 +172,14 @@ def test_tensorrt_engines_are_cached_next_to_the_onnx_file_in_the_store(tmp_path
     assert tensorrt_options(weights, store, fp16=False)["trt_fp16_enable"] == "False"
 
 
-def test_openvino_choices_are_kept_per_model_input_threads_cpu_and_onnxruntime() -> None:
+def test_openvino_choices_are_kept_per_model_input_threads_passes_cpu_and_onnxruntime() -> None:
     sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-    key = choice_key(sha, (320, 320), 1, "Intel(R) Xeon(R) Platinum 8488C", "1.24.1")
-    assert key == "9f86d081884c7d65-320x320-t1-intel-r-xeon-r-platinum-8488c-ort1.24.1"
-    assert choice_key(sha, (640, 640), 1, "Intel(R) Xeon(R) Platinum 8488C", "1.24.1") != key
-    assert choice_key(sha, (320, 320), 2, "Intel(R) Xeon(R) Platinum 8488C", "1.24.1") != key
-    assert choice_key(sha, (320, 320), 1, "AMD EPYC 7R13 Processor", "1.24.1") != key
+    key = choice_key(sha, (320, 320), 1, 2, "Intel(R) Xeon(R) Platinum 8488C", "1.24.1")
+    assert key == "9f86d081884c7d65-320x320-t1x2-intel-r-xeon-r-platinum-8488c-ort1.24.1"
+    assert choice_key(sha, (640, 640), 1, 2, "Intel(R) Xeon(R) Platinum 8488C", "1.24.1") != key
+    assert choice_key(sha, (320, 320), 2, 2, "Intel(R) Xeon(R) Platinum 8488C", "1.24.1") != key
+    assert choice_key(sha, (320, 320), 1, 1, "Intel(R) Xeon(R) Platinum 8488C", "1.24.1") != key
+    assert choice_key(sha, (320, 320), 1, 2, "AMD EPYC 7R13 Processor", "1.24.1") != key
 
 
 def open_cached(folder: Path, weights: Path, builds_log: Path) -> float:
@@ -292,19 +305,48 @@ def test_openvino_answers_as_the_cpu_provider_box_for_box() -> None:
 @pytest.mark.skipif(not HAS_OPENVINO, reason="this onnxruntime is not the OpenVINO build")
 def test_auto_runs_each_model_where_it_measured_faster_and_keeps_the_answer(start_server, tmp_path: Path) -> None:
     assert choose("auto").openvino_per_model  # no GPU here: OpenVINO is weighed model by model
-    runner = load_model("nudenet/1", NUDENET, RuntimeOptions(intra_op_threads=1), max_batch_size=1).predictor.runner
+    options = RuntimeOptions(intra_op_threads=1, concurrent_runs=2)  # measured as under load: 2 passes at once
+    runner = load_model("nudenet/1", NUDENET, options, max_batch_size=1).predictor.runner
     store = tmp_path / "store"
     chosen = faster_provider("nudenet/1", NUDENET.weights_path, runner, (320, 320), 1, store)
     (record,) = (store / CHOICES_DIR).glob("*.json")
     kept = json.loads(record.read_text())
     assert kept["provider"] == chosen and kept["cpu_ms"] > 0 and kept["openvino_ms"] > 0
     assert (kept["cpu_ms"] >= 1.05 * kept["openvino_ms"]) == (chosen == OPENVINO)
-    assert record.stem == choice_key(sha256_of(NUDENET.weights_path), (320, 320), 1, cpu_model(), ort.__version__)
+    assert record.stem == choice_key(sha256_of(NUDENET.weights_path), (320, 320), 1, 2, cpu_model(), ort.__version__)
     kept["provider"] = CPU if chosen == OPENVINO else OPENVINO  # what a restart reads instead of measuring again
     record.write_text(json.dumps(kept))
     assert faster_provider("nudenet/1", NUDENET.weights_path, runner, (320, 320), 1, store) == kept["provider"]
     server = start_server({"VISIONSERVE_INTRA_OP_THREADS": "1", "VISIONSERVE_PRELOAD_MODELS": "nudenet/1"})
     with server.client() as http:
         (model,) = http.get("/model/registry").json()["models"]
-    (served,) = (server.home / "models" / CHOICES_DIR).glob("*.json")
-    assert model["execution_provider"] == json.loads(served.read_text())["provider"]
+    assert model["execution_provider"] == kept_choice(server.home)
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="this onnxruntime is not the OpenVINO build")
+@pytest.mark.parametrize("provider", [CPU, OPENVINO])
+def test_the_kept_choice_decides_both_sessions_and_they_answer_as_the_cpu(
+    start_server, tmp_path: Path, provider: str
+) -> None:
+    """A kept record (as a measurement left it) decides the model's provider, and a lone request's pass over both
+    cores runs on the same one (OpenVINO's threads too, not one); either answers as the CPU provider does."""
+    home = tmp_path / "home"
+    record = choice_record(home, 1, 2)
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"provider": provider, "cpu_ms": 1.0, "openvino_ms": 1.0}))
+    env = {"VISIONSERVE_INTRA_OP_THREADS": "1", "VISIONSERVE_CONCURRENT_RUNS": "2",
+           "VISIONSERVE_LONE_REQUEST_THREADS": "2", "VISIONSERVE_PRELOAD_MODELS": "nudenet/1"}  # fmt: skip
+    served = start_server(env, home=home)
+    reference = start_server({"VISIONSERVE_DEVICE": "cpu", "VISIONSERVE_PRELOAD_MODELS": "nudenet/1"})
+    body = {"model_id": "nudenet/1", "image": image_value(photo("astronaut")), "confidence": 0.05}
+    answers = []
+    for server in (served, reference):
+        with server.client() as http:
+            (model,) = http.get("/model/registry").json()["models"]
+            answers.append(http.post("/infer/object_detection", json=body).json()["predictions"])
+        if server is served:
+            assert (model["execution_provider"], model["lone_request_provider"]) == (provider, provider)
+    assert len(answers[0]) == len(answers[1]) > 0
+    for ours, theirs in zip(*answers, strict=True):
+        assert ours["class_id"] == theirs["class_id"] and abs(ours["confidence"] - theirs["confidence"]) < 2e-3
+        assert all(abs(ours[side] - theirs[side]) <= 1.0 for side in ("x", "y", "width", "height"))

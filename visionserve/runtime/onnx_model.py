@@ -16,6 +16,8 @@ from visionserve.runtime.engines import SessionBuilds, built_once, tensorrt_opti
 from visionserve.runtime.providers import CPU, OPENVINO, TENSORRT
 
 ProviderSpec = str | tuple[str, dict[str, str]]
+# Providers running on the CPU's cores: a lone request may widen its pass over all of them (a second session).
+ON_THE_CPU = (CPU, OPENVINO)
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +75,9 @@ class OnnxModel:
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.cores = options.cores or CoreBudget(options.concurrent_runs)
         self.lone_session = None  # accelerators run one pass at a time anyway: no second session for them
-        if providers == [CPU] and options.lone_threads > max(1, options.intra_op_threads):
-            self.lone_session = open_session(path, providers, options.lone_threads, options.spinning, lone=True)
+        if providers[0] in ON_THE_CPU and options.lone_threads > max(1, options.intra_op_threads):
+            lone_specs = _cpu_side_specs(options.providers, options.lone_threads)
+            self.lone_session = open_session(path, lone_specs, options.lone_threads, options.spinning, lone=True)
 
     @property
     def batch_size(self) -> int | None:
@@ -100,6 +103,11 @@ class OnnxModel:
     def provider(self) -> str:
         """The provider the session actually runs on (onnxruntime may have dropped one that did not load)."""
         return self.providers[0]
+
+    @property
+    def lone_provider(self) -> str | None:
+        """The provider of the lone request's session, if the model has one."""
+        return None if self.lone_session is None else self.lone_session.get_providers()[0]
 
     def run(self, batch: np.ndarray, may_widen: bool = False) -> list[np.ndarray]:
         """Outputs for one batch; `may_widen`: the pass may use every core if its request is alone (a batch split
@@ -127,6 +135,11 @@ def _provider_specs(path: Path, options: RuntimeOptions) -> list[ProviderSpec]:
         else:
             specs.append(provider)
     return specs
+
+
+def _cpu_side_specs(providers: tuple[str, ...], threads: int) -> list[ProviderSpec]:
+    """OpenVINO (with `threads`) then the CPU provider, or the CPU provider alone."""
+    return [(OPENVINO, openvino_options(threads)), CPU] if providers[0] == OPENVINO else [CPU]
 
 
 def openvino_options(threads: int) -> dict[str, str]:

@@ -57,6 +57,9 @@ class ModelDescription(BaseModel):
     execution_provider: str | None = Field(
         None, description="The ONNX Runtime provider the model's session runs on (a visionserve addition)."
     )
+    lone_request_provider: str | None = Field(
+        None, description="The provider of the session over every core for requests that come alone, if any."
+    )
 
 
 class ModelBuilding(BaseModel):
@@ -107,6 +110,7 @@ def describe(model: LoadedModel) -> ModelDescription:
         input_height=height,
         input_width=width,
         execution_provider=model.predictor.runner.provider,
+        lone_request_provider=model.predictor.runner.lone_provider,
     )
 
 
