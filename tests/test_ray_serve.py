@@ -295,15 +295,22 @@ def test_a_killed_worker_costs_only_retries(ray_app: RayServeProcess) -> None:
         assert [with_retries(http, FIXTURE_MODEL)[0] for _ in range(4)] == [200] * 4
 
 
-def test_sigterm_stops_the_local_cluster_in_seconds_and_frees_its_port(ray_app: RayServeProcess) -> None:
-    """The last test of the module: it stops the cluster. SIGTERM (as Ctrl-C) ends the command, Ray's processes and
-    its HAProxy (the port is free again) well before Ray's default 30 s drain of an ingress replica would."""
+def test_sigterm_answers_the_request_in_flight_then_stops_in_seconds(ray_app: RayServeProcess) -> None:
+    """The last test of the module: it stops the cluster. SIGTERM (as Ctrl-C) while a request of 24 images is in
+    the workers: the request is answered in full, then the command, Ray's processes and its HAProxy end (the port is
+    free again) well before Ray's default 30 s drain of an ingress replica would let them."""
     assert ray_app.process is not None
-    assert detect(httpx.Client(base_url=ray_app.url, timeout=60), NUDENET).status_code == 200
-    stopping = time.monotonic()
-    ray_app.process.terminate()
+    body = {"model_id": NUDENET, "image": [{"type": "base64", "value": ASTRONAUT}] * 24}
+    with httpx.Client(base_url=ray_app.url, timeout=60) as http, ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(http.post, "/infer/object_detection", json=body)
+        time.sleep(0.5)  # the request reaches a worker; 24 images take it over a second
+        assert not in_flight.done()
+        stopping = time.monotonic()
+        ray_app.process.terminate()
+        answer = in_flight.result()
+    assert answer.status_code == 200 and len(answer.json()) == 24, answer.text
     assert ray_app.process.wait(timeout=60) == 0
     stopped_s = time.monotonic() - stopping
     assert stopped_s < 20, f"the command took {stopped_s:.1f} s to stop"
     assert not port_taken("127.0.0.1", ray_app.port)
-    print(f"\nSIGTERM: the local cluster stopped in {stopped_s:.1f} s")
+    print(f"\nSIGTERM with a request in flight: answered, the local cluster stopped in {stopped_s:.1f} s")

@@ -143,5 +143,8 @@ def serve_on_ray(
     except KeyboardInterrupt:
         pass
     finally:
+        # The application first: its replicas drain (requests in flight are answered) while HAProxy still runs;
+        # `serve.shutdown` alone kills HAProxy at once, cutting them.
+        serve.delete(layout.app_name)
         serve.shutdown()
         ray.shutdown()
