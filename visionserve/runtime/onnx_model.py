@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +76,7 @@ class OnnxModel:
         self.cores = options.cores or CoreBudget(options.concurrent_runs)
         self.lone_session = None  # accelerators run one pass at a time anyway: no second session for them
         if providers[0] in ON_THE_CPU and options.lone_threads > max(1, options.intra_op_threads):
-            lone_specs = _cpu_side_specs(options.providers, options.lone_threads)
+            lone_specs = _provider_specs(path, replace(options, intra_op_threads=options.lone_threads))
             self.lone_session = open_session(path, lone_specs, options.lone_threads, options.spinning, lone=True)
 
     @property
@@ -135,11 +135,6 @@ def _provider_specs(path: Path, options: RuntimeOptions) -> list[ProviderSpec]:
         else:
             specs.append(provider)
     return specs
-
-
-def _cpu_side_specs(providers: tuple[str, ...], threads: int) -> list[ProviderSpec]:
-    """OpenVINO (with `threads`) then the CPU provider, or the CPU provider alone."""
-    return [(OPENVINO, openvino_options(threads)), CPU] if providers[0] == OPENVINO else [CPU]
 
 
 def openvino_options(threads: int) -> dict[str, str]:
