@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import Server, b64
+from tests.conftest import SCORE_TOLERANCE, Server, b64
 from tests.test_rle import decode as decode_rle
 from visionserve.cli import app
 
@@ -89,7 +89,7 @@ def assert_same(mine: list[dict], theirs: list[dict], names: list[str]) -> None:
     assert len(mine) == len(theirs) > 0
     for prediction, row in zip(mine, theirs):
         assert prediction["class_id"] == row["class_id"] and prediction["class"] == names[row["class_id"]]
-        assert prediction["confidence"] == pytest.approx(row["score"], abs=1e-5)
+        assert prediction["confidence"] == pytest.approx(row["score"], abs=SCORE_TOLERANCE)
         assert np.abs(corners(prediction) - row["xyxy"]).max() <= 0.51
 
 
@@ -115,7 +115,7 @@ def test_ultralytics_checkpoints_equal_their_predict(http: httpx.Client, name: s
     for prediction, row in zip(answer["predictions"], theirs):
         for point, (x, y, confidence) in zip(prediction.get("keypoints", []), row.get("keypoints", [])):
             assert abs(point["x"] - x) <= 0.51 and abs(point["y"] - y) <= 0.51
-            assert point["confidence"] == pytest.approx(confidence, abs=1e-5)
+            assert point["confidence"] == pytest.approx(confidence, abs=SCORE_TOLERANCE)
         assert len(prediction.get("keypoints", [])) == sum(c > 0 for *_, c in row.get("keypoints", []))
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import FIXTURES, Server, b64
+from tests.conftest import FIXTURES, SCORE_TOLERANCE, Server, b64
 from visionserve.cli import app
 
 FAMILIES = FIXTURES / "families"
@@ -64,7 +64,7 @@ def assert_same_boxes(answer: dict, expected: list[dict]) -> None:
     assert len(predictions) == len(expected) > 0
     for prediction, theirs in zip(predictions, expected):
         assert prediction["class_id"] == theirs["class_id"]
-        assert prediction["confidence"] == pytest.approx(theirs["score"], abs=1e-5)
+        assert prediction["confidence"] == pytest.approx(theirs["score"], abs=SCORE_TOLERANCE)
         x, y, w, h = (prediction[key] for key in ("x", "y", "width", "height"))
         box = np.array([x - w / 2, y - h / 2, x + w / 2, y + h / 2])
         assert np.abs(box - np.clip(theirs["xyxy"], 0, limit)).max() <= 0.51

@@ -9,6 +9,7 @@ onnxruntime in use is the OpenVINO build (`pip install 'visionserve[openvino]'`,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -16,6 +17,8 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,7 @@ from visionserve.models.manifest import ModelPackage
 from visionserve.models.resolver import ModelResolver
 from visionserve.models.store import sha256_of
 from visionserve.runtime.engines import (
+    Build,
     SessionBuilds,
     built_once,
     engine_folder,
@@ -236,8 +240,23 @@ def test_an_engine_is_built_once_across_threads_and_processes(tmp_path: Path) ->
     assert len(sums) == 6 and np.allclose(sums, sums[0], rtol=1e-5)  # the cached model answers as the built one
 
 
+class SlowBuilds(SessionBuilds):
+    """Session builds that take at least `hold_s`, like a slow disk: a fast machine creates NudeNet's session
+    within one progress interval, and then no line was due (seen in CI)."""
+
+    def __init__(self, every_s: float, hold_s: float) -> None:
+        super().__init__(every_s)
+        self.hold_s = hold_s
+
+    @contextlib.contextmanager
+    def building(self, label: str, provider: str, engine: bool) -> Iterator[Build]:
+        with super().building(label, provider, engine) as build:
+            yield build
+            time.sleep(self.hold_s)
+
+
 def test_a_slow_session_creation_logs_its_progress(caplog: pytest.LogCaptureFixture) -> None:
-    builds = SessionBuilds(every_s=0.02)
+    builds = SlowBuilds(every_s=0.02, hold_s=0.3)
     options = RuntimeOptions(builds=builds)
     with caplog.at_level(logging.INFO, logger="visionserve.runtime.engines"):
         model = load_model("nudenet/1", NUDENET, options, max_batch_size=1)

@@ -16,7 +16,7 @@ import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import FIXTURES, Server
+from tests.conftest import FIXTURES, SCORE_TOLERANCE, Server
 from tests.fake_weights_api import CatalogModel, FakeWeightsApi, environment
 from tests.test_families import EXPECTED, FAMILIES, infer
 from visionserve.cli import app
@@ -97,7 +97,7 @@ def test_single_label_equals_the_reference_preprocessing(http: httpx.Client, mod
     assert [mine[index] for index in range(3)] == pytest.approx(expected.tolist(), abs=1e-4)  # 4 decimals
     assert answer["top"] == NAMES[int(expected.argmax())]
     if CATALOG.get(model_id, (None,))[0] == VIT:
-        assert expected.tolist() == pytest.approx(EXPECTED[VIT.name]["images"][image], abs=1e-5)  # torch's
+        assert expected.tolist() == pytest.approx(EXPECTED[VIT.name]["images"][image], abs=SCORE_TOLERANCE)  # torch's
 
 
 @pytest.mark.parametrize("model_id", ["vit-multi/1", "vit-multi-logits/1", "bare-multi/1"])
@@ -105,10 +105,10 @@ def test_single_label_equals_the_reference_preprocessing(http: httpx.Client, mod
 def test_multilabel_equals_the_models_own_scores(http: httpx.Client, model_id: str, image: str) -> None:
     expected = reference_scores(CATALOG.get(model_id) and model_id or "vit-multi/1", image)
     if model_id != "vit-multi-logits/1":
-        assert expected.tolist() == pytest.approx(EXPECTED[VIT_SIGMOID.name]["images"][image], abs=1e-5)  # torch's
+        assert expected.tolist() == pytest.approx(EXPECTED[VIT_SIGMOID.name]["images"][image], abs=SCORE_TOLERANCE)  # torch's
     (answer,) = infer(http, "/infer/classification", model_id, [image], confidence=0.5)
     assert answer["predictions"] == {
-        name: {"confidence": pytest.approx(float(score), abs=1e-5), "class_id": index}
+        name: {"confidence": pytest.approx(float(score), abs=SCORE_TOLERANCE), "class_id": index}
         for index, (name, score) in enumerate(zip(NAMES, expected))
     }
     assert answer["predicted_classes"] == [name for name, score in zip(NAMES, expected) if score > 0.5]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import Server, b64
+from tests.conftest import SCORE_TOLERANCE, Server, b64
 from tests.fake_weights_api import CatalogModel, FakeWeightsApi, environment
 from tests.test_official_sdk import official_client
 from tests.test_rle import decode as decode_rle
@@ -92,7 +92,7 @@ def assert_same_boxes(mine: list[dict], theirs: list[tuple[int, dict]]) -> None:
     assert len(mine) >= len(theirs) > 0
     for prediction, (_, result) in zip(mine, theirs):
         assert prediction["class"] == result["class_name"]
-        assert prediction["confidence"] == pytest.approx(result["score"], abs=1e-5)
+        assert prediction["confidence"] == pytest.approx(result["score"], abs=SCORE_TOLERANCE)
         assert np.abs(np.array(corners(prediction)) - result["xyxy"]).max() <= 0.51
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import Server
+from tests.conftest import SCORE_TOLERANCE, Server
 from tests.fake_weights_api import CatalogModel, FakeWeightsApi, environment
 from tests.test_rfdetr import COCO_NAMES, EXPECTED, corners, infer, weights
 from visionserve.cli import app
@@ -72,13 +72,13 @@ def assert_same_keypoints(mine: list[dict], theirs: list[dict], names: list[str]
     assert len(mine) == len(theirs) > 0
     for prediction, row in zip(mine, theirs):
         assert prediction["class"] == "person" and prediction["class_id"] == 0
-        assert prediction["confidence"] == pytest.approx(row["score"], abs=1e-5)  # the uncertainty-fused score
+        assert prediction["confidence"] == pytest.approx(row["score"], abs=SCORE_TOLERANCE)  # the uncertainty-fused score
         assert np.abs(np.array(corners(prediction)) - row["xyxy"]).max() <= 0.51
         points = prediction["keypoints"]
         assert [point["class"] for point in points] == names and [p["class_id"] for p in points] == list(range(17))
         for point, (x, y, confidence) in zip(points, row["keypoints"]):
             assert abs(point["x"] - x) <= 0.5 and abs(point["y"] - y) <= 0.5  # whole pixels, as the reference
-            assert point["confidence"] == pytest.approx(confidence, abs=1e-5)
+            assert point["confidence"] == pytest.approx(confidence, abs=SCORE_TOLERANCE)
 
 
 @pytest.mark.parametrize("image", list(EXPECTED["images"]))
