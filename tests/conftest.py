@@ -32,12 +32,13 @@ def send_json(handler: http.server.BaseHTTPRequestHandler, status: int, payload:
     handler.wfile.write(body)
 
 
-# The project's own Ultralytics models and test images (tools/make_fixtures.py); another folder made by the
-# same script can stand in, e.g. to check a fresh run: VISIONSERVE_TEST_FIXTURES=/tmp/out make test.
 # Scores against another package's own numbers (torch, or answers recorded on another machine): float32 kernels of
 # other CPUs or libraries sum in another order, which moved scores by up to 2.4e-5 in CI; a wrong pre- or
 # post-processing step moves them by far more, and boxes are checked to the pixel beside.
 SCORE_TOLERANCE = 1e-4
+
+# The project's own Ultralytics models and test images (tools/make_fixtures.py); another folder made by the
+# same script can stand in, e.g. to check a fresh run: VISIONSERVE_TEST_FIXTURES=/tmp/out make test.
 FIXTURES = Path(os.environ.get("VISIONSERVE_TEST_FIXTURES", Path(__file__).parent / "fixtures"))
 FIXTURE_MODELS = {  # model id in the test store → fixture file
     "shapes-detect/1": "shapes-detect.onnx",

@@ -72,7 +72,8 @@ def assert_same_keypoints(mine: list[dict], theirs: list[dict], names: list[str]
     assert len(mine) == len(theirs) > 0
     for prediction, row in zip(mine, theirs):
         assert prediction["class"] == "person" and prediction["class_id"] == 0
-        assert prediction["confidence"] == pytest.approx(row["score"], abs=SCORE_TOLERANCE)  # the uncertainty-fused score
+        # the uncertainty-fused score
+        assert prediction["confidence"] == pytest.approx(row["score"], abs=SCORE_TOLERANCE)
         assert np.abs(np.array(corners(prediction)) - row["xyxy"]).max() <= 0.51
         points = prediction["keypoints"]
         assert [point["class"] for point in points] == names and [p["class_id"] for p in points] == list(range(17))
