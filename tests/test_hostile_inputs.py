@@ -3,6 +3,7 @@ forms, NMS memory, mask work, the store's staging, quota and lock names. Each fa
 
 from __future__ import annotations
 
+import base64
 import http.server
 import io
 import ipaddress
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import photo, send_json
+from tests.conftest import FIXTURES, photo, send_json
 from visionserve.errors import (
     InputImageError,
     InsufficientStorageError,
@@ -155,6 +156,31 @@ def test_masks_beyond_the_request_budget_are_refused() -> None:
             decode_mask(protos, np.ones(32), box, (640, 640), scale, scale, (7000, 7000))
     finally:
         mask_budget.reset(token)
+
+
+def test_a_job_run_in_the_callers_thread_leaves_no_mask_budget_behind(tmp_path: Path) -> None:
+    """The workflow engine and stream pipelines call the service in their own thread: a job's mask budget and
+    cancellation end with the job, so the next work of that thread is not charged to it (`make bench` ran semantic
+    post-processing after the workflow bench and hit the last job's budget)."""
+    from visionserve.api.state import ServerState
+    from visionserve.config import Settings
+    from visionserve.core import InferenceJob
+    from visionserve.http_deadline import cancellation
+    from visionserve.images.sources import ImageSpec
+    from visionserve.models.inspect import ManifestOverrides, import_model
+    from visionserve.models.store import ModelStore
+    from visionserve.tasks.masks import mask_budget
+
+    import_model(ModelStore(tmp_path / "models"), FIXTURES / "models" / "shapes-segment.onnx", "shapes-segment/1",
+                 ManifestOverrides())  # fmt: skip
+    state = ServerState.build(Settings(home=tmp_path, weights_api=""))
+    try:
+        image = ImageSpec("base64", base64.b64encode((FIXTURES / "images" / "segment_0.jpg").read_bytes()).decode())
+        (answer,) = state.service.run(InferenceJob("shapes-segment/1", [image], "leak-check"))
+    finally:
+        state.close()
+    assert answer.response["predictions"]
+    assert mask_budget.get() is None and cancellation.get() is None
 
 
 # --- item 12: IPv6 forms of private and metadata addresses are not public ---

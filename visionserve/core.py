@@ -7,6 +7,7 @@ event loop stays free for HTTP.
 from __future__ import annotations
 
 import base64
+import contextvars
 import threading
 import time
 from collections.abc import Mapping
@@ -101,8 +102,10 @@ class InferenceService:
         self.cores = cores or CoreBudget(1)  # counts jobs in flight: a lone one's passes may use every core
 
     def run(self, job: InferenceJob) -> list[ImageResult]:
+        """The job's answers, computed in a context of its own: its cancellation and mask budget end with it, so the
+        thread that called (the workflow engine's, a stream pipeline's) carries neither into its next work."""
         with self.cores.job():
-            return self._checked_run(job)
+            return contextvars.copy_context().run(self._checked_run, job)
 
     def _checked_run(self, job: InferenceJob) -> list[ImageResult]:
         if not job.images:
@@ -110,7 +113,7 @@ class InferenceService:
         if len(job.images) > self.max_batch_images:
             raise too_many_images(len(job.images), self.max_batch_images)
         check_option_limits(job.options)
-        cancellation.set(job.cancelled)  # this job's context: its downloads stop when it is cancelled
+        cancellation.set(job.cancelled)  # its downloads stop when it is cancelled
         model = self.model(job.model_id, job.api_key)
         if job.expected_task is not None and model.task is not job.expected_task:
             raise InvalidRequestError(
@@ -119,7 +122,7 @@ class InferenceService:
             )
         if self.limits is None:
             return self._run(job, model, None)
-        mask_budget.set(MaskBudget(self.limits.mask_pixels))  # this job's own context
+        mask_budget.set(MaskBudget(self.limits.mask_pixels))
         with RequestPixels(self.limits.request_pixels, self.limits.server_pixels) as pixels:
             return self._run(job, model, pixels)  # the pixels stay booked until the answers are made
 
