@@ -3,7 +3,6 @@ forms, NMS memory, mask work, the store's staging, quota and lock names. Each fa
 
 from __future__ import annotations
 
-import base64
 import http.server
 import io
 import ipaddress
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import FIXTURES, photo, send_json
+from tests.conftest import FIXTURES, b64, photo, send_json
 from visionserve.errors import (
     InputImageError,
     InsufficientStorageError,
@@ -175,7 +174,7 @@ def test_a_job_run_in_the_callers_thread_leaves_no_mask_budget_behind(tmp_path: 
                  ManifestOverrides())  # fmt: skip
     state = ServerState.build(Settings(home=tmp_path, weights_api=""))
     try:
-        image = ImageSpec("base64", base64.b64encode((FIXTURES / "images" / "segment_0.jpg").read_bytes()).decode())
+        image = ImageSpec("base64", b64((FIXTURES / "images" / "segment_0.jpg").read_bytes()))
         (answer,) = state.service.run(InferenceJob("shapes-segment/1", [image], "leak-check"))
     finally:
         state.close()
